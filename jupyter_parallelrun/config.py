@@ -1,0 +1,444 @@
+"""ParallelRunConfig: how a ParallelRunStep runs its entry script, and its validation.
+
+Every setting is checked when the config is made. Settings given as a PipelineParameter are
+checked through the parameter's default, then again by :meth:`ParallelRunConfig.resolved` with
+the values of a submission, through the same small validators and with the same messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .compute import ComputeTarget
+from .environment import Environment
+from .pipeline import PipelineParameter
+
+OUTPUT_ACTIONS = ("append_row", "summary_only")
+LOGGING_LEVELS = ("WARNING", "INFO", "DEBUG", "ERROR", "CRITICAL")
+DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"
+_SIZE = re.compile(r"^\s*(\d+)\s*(KB|MB|GB)?\s*$", re.IGNORECASE)
+
+
+# -- validators: each takes the parameter's name and value and returns the value to keep -------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return value
+
+
+def check_number(name: str, value: Any, minimum: float, *, inclusive: bool) -> float:
+    """``value`` as a number > ``minimum`` (>= when ``inclusive``)."""
+    rule = f"a number {'>=' if inclusive else '>'} {minimum:g}"
+    if not _is_number(value):
+        raise TypeError(f"{name} must be {rule}; got {value!r}")
+    if value < minimum or (value == minimum and not inclusive):
+        raise ValueError(f"{name} must be {rule}; got {value!r}")
+    return value
+
+
+def check_optional(check: Callable[..., Any], name: str, value: Any, *args: Any, **kw: Any) -> Any:
+    """``check(name, value, ...)``, letting None through."""
+    return None if value is None else check(name, value, *args, **kw)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...], *, upper: bool) -> str:
+    """``value`` as one of ``choices``, compared without regard to case."""
+    allowed = ", ".join(map(repr, choices))
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {allowed}; got {value!r}")
+    normal = value.upper() if upper else value.lower()
+    if normal not in choices:
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+    return normal
+
+
+def check_mini_batch_size(name: str, value: Any) -> int | str | None:
+    """None, a positive int, or a count or size text (``"5"``, ``"1024KB"``, ``"10MB"``)."""
+    rule = f'{name} must be a positive int or a size like "10MB" for tabular input'
+    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"{rule}; got {shown}")
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{rule}; got {shown}")
+    match = _SIZE.match(value)
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"{rule}; got {shown}")
+    return value.strip()
+
+
+def check_percent(name: str, value: Any) -> float:
+    """``value`` as a number in [0, 100]."""
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number from 0 to 100; got {value!r}")
+    if not 0 <= value <= 100:
+        raise ValueError(f"{name} must be a number from 0 to 100; got {value!r}")
+    return value
+
+
+def check_file_name(name: str, value: Any) -> str:
+    """``value`` as a bare file name: no folder part."""
+    rule = f"{name} must be a bare file name (no '/' or '\\\\', not '.' or '..')"
+    if not isinstance(value, str):
+        raise TypeError(f"{rule}; got {value!r}")
+    if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError(f"{rule}; got {value!r}")
+    return value
+
+
+def check_entry_script(name: str, value: Any, source_directory: Any) -> str:
+    """``value`` as the path of a ``.py`` file, relative to ``source_directory`` when given."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be the path of a .py file; got {value!r}")
+    if not value.endswith(".py") or value == ".py":
+        raise ValueError(f"{name} must be the path of a .py file; got {value!r}")
+    if source_directory is not None and os.path.isabs(value):
+        raise ValueError(
+            f"{name} must be relative to source_directory={str(source_directory)!r}; got {value!r}"
+        )
+    return value
+
+
+def check_str_list(name: str, value: Any) -> list[str]:
+    """``value`` as a non-empty list of non-empty strings."""
+    rule = f"{name} must be a list of non-empty strings"
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{rule}; got {value!r}")
+    if not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{rule}; got {value!r}")
+    return list(value)
+
+
+def check_str_dict(name: str, value: Any) -> dict[str, str]:
+    """``value`` as a dict of strings to strings."""
+    rule = f"{name} must be a dict of strings to strings"
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{rule}; got {value!r}")
+    wrong = {k: v for k, v in value.items() if not (isinstance(k, str) and isinstance(v, str))}
+    if wrong:
+        raise TypeError(f"{rule}; got {wrong!r}")
+    return dict(value)
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "mini_batch_size": check_mini_batch_size,
+    "node_count": lambda n, v: check_int(n, v, 1),
+    "process_count_per_node": lambda n, v: check_int(n, v, 1),
+    "logging_level": lambda n, v: check_choice(n, v, LOGGING_LEVELS, upper=True),
+    "run_invocation_timeout": lambda n, v: check_number(n, v, 0, inclusive=False),
+    "run_max_try": lambda n, v: check_int(n, v, 1),
+}
+
+
+def _from_text(field: str, value: Any) -> Any:
+    """A parameter value given as text (the command line gives text) as the number it spells."""
+    if not isinstance(value, str) or field in ("mini_batch_size", "logging_level"):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def _check_field(field: str, value: Any) -> Any:
+    """A parameterisable setting; a PipelineParameter is checked through its default."""
+    if isinstance(value, PipelineParameter):
+        try:
+            _CHECKS[field](field, _from_text(field, value.default_value))
+        except (TypeError, ValueError) as error:
+            raise type(error)(
+                f"{error} (default_value of PipelineParameter {value.name!r})"
+            ) from None
+        return value
+    return _CHECKS[field](field, value)
+
+
+def _merge(v1_name: str, v1_value: Any, v1_default: Any, v2_name: str, v2_value: Any) -> Any:
+    """The value of a setting that has an SDK v1 and an SDK v2 name."""
+    if v2_value is None:
+        return v1_value
+    if v1_value is not v1_default and v1_value != v2_value:
+        raise ValueError(
+            f"{v1_name}={v1_value!r} and {v2_name}={v2_value!r} set the same thing; give one"
+        )
+    return v2_value
+
+
+def _retry(retry_settings: Any) -> tuple[Any, Any]:
+    """``(max_retries, timeout)`` of a dict or an object with those attributes."""
+    if retry_settings is None:
+        return None, None
+    if isinstance(retry_settings, Mapping):
+        unknown = set(retry_settings) - {"max_retries", "timeout"}
+        if unknown:
+            raise ValueError(
+                "retry_settings takes the keys 'max_retries' and 'timeout'; "
+                f"got {sorted(unknown)!r}"
+            )
+        return retry_settings.get("max_retries"), retry_settings.get("timeout")
+    if not (hasattr(retry_settings, "max_retries") or hasattr(retry_settings, "timeout")):
+        raise TypeError(
+            "retry_settings must be a dict or an object with max_retries and timeout; "
+            f"got {retry_settings!r}"
+        )
+    return getattr(retry_settings, "max_retries", None), getattr(retry_settings, "timeout", None)
+
+
+class ParallelRunConfig:
+    """How a ParallelRunStep runs: the entry script, its environment, and the parallelism,
+    timeouts, retries and error budget.
+
+    Parameters
+    ----------
+    environment : Environment, optional
+        Checked against the workers' Python before any worker starts.
+    entry_script : str
+        The script defining ``init()`` and ``run(mini_batch)``; relative to source_directory.
+    error_threshold : int
+        Failed items (files or records) tolerated over the whole input; -1 ignores all.
+    output_action : {"append_row", "summary_only"}
+        Whether rows returned by ``run()`` are appended to one file or only counted.
+    compute_target : ComputeTarget or str, optional
+        The compute target, or its name.
+    node_count : int or PipelineParameter
+        Nodes used (<= the compute target's max_nodes).
+    process_count_per_node : int or PipelineParameter, optional
+        Worker processes per node (default 1).
+    mini_batch_size : int, str or PipelineParameter, optional
+        Files per mini-batch for file input (default 10); bytes for tabular input (``"1024"``,
+        ``"1024KB"``, ``"10MB"``, ``"1GB"``; default ``"1MB"``).
+    source_directory : str, optional
+        The folder with the script and what it imports; the workers' working directory.
+    description : str, optional
+        Shown with the step's runs.
+    logging_level : str or PipelineParameter
+        ``"WARNING"``, ``"INFO"`` or ``"DEBUG"`` (also ``"ERROR"``, ``"CRITICAL"``).
+    run_invocation_timeout : int, float or PipelineParameter
+        Seconds one ``run()`` call may take.
+    run_max_try : int or PipelineParameter
+        Tries of one mini-batch; a raise or a timeout is a failed try.
+    append_row_file_name : str, optional
+        The append_row output file; a bare file name (default ``"parallel_run_step.txt"``).
+    allowed_failed_count, allowed_failed_percent : optional
+        Failed mini-batches tolerated, as a count (-1: all) or a percent of all.
+    partition_keys : list of str, optional
+        Tabular input: one mini-batch per group of these columns' values.
+    environment_variables : dict, optional
+        Variables set for the workers.
+    mini_batch_error_threshold, max_concurrency_per_instance, instance_count : optional
+        SDK v2 names for allowed_failed_count, process_count_per_node and node_count.
+    retry_settings : dict or object, optional
+        SDK v2: ``max_retries`` is taken as the number of tries (as Azure passes it on to
+        run_max_try) and ``timeout`` as run_invocation_timeout.
+    progress_update_timeout, first_task_creation_timeout, task_overhead_timeout : optional
+        Seconds; no progress for progress_update_timeout means a stuck job.
+    resource_monitor_interval : int or float, optional
+        Seconds between CPU and memory samples per process (default 5; 0 turns it off).
+
+    Examples
+    --------
+    >>> config = ParallelRunConfig(source_directory="scripts",
+    ...     entry_script="digit_identification.py", mini_batch_size="5", error_threshold=10,
+    ...     output_action="append_row", environment=env, compute_target=compute,
+    ...     node_count=2)                                                   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        environment: Environment | None = None,
+        entry_script: str | None = None,
+        error_threshold: int = -1,
+        output_action: str = "append_row",
+        compute_target: ComputeTarget | str | None = None,
+        node_count: int | PipelineParameter = 1,
+        process_count_per_node: int | PipelineParameter | None = None,
+        mini_batch_size: int | str | PipelineParameter | None = None,
+        source_directory: str | os.PathLike | None = None,
+        description: str | None = None,
+        logging_level: str | PipelineParameter = "INFO",
+        run_invocation_timeout: float | PipelineParameter = 60,
+        run_max_try: int | PipelineParameter = 3,
+        append_row_file_name: str | None = None,
+        allowed_failed_count: int | None = None,
+        allowed_failed_percent: float | None = None,
+        partition_keys: list[str] | None = None,
+        environment_variables: dict[str, str] | None = None,
+        *,
+        mini_batch_error_threshold: int | None = None,
+        max_concurrency_per_instance: int | PipelineParameter | None = None,
+        instance_count: int | PipelineParameter | None = None,
+        retry_settings: Any = None,
+        progress_update_timeout: float | None = None,
+        first_task_creation_timeout: float | None = None,
+        task_overhead_timeout: float | None = None,
+        resource_monitor_interval: float = 5,
+    ) -> None:
+        if environment is not None and not isinstance(environment, Environment):
+            raise TypeError(
+                f"environment must be an Environment or None; got {type(environment).__name__}"
+            )
+        if compute_target is not None and not isinstance(compute_target, ComputeTarget | str):
+            raise TypeError(
+                "compute_target must be a ComputeTarget, a compute target's name, or None; "
+                f"got {type(compute_target).__name__}"
+            )
+        if isinstance(compute_target, str) and not compute_target:
+            raise ValueError("compute_target must be a compute target's name; got ''")
+        if source_directory is not None and not isinstance(source_directory, str | os.PathLike):
+            raise TypeError(f"source_directory must be a path or None; got {source_directory!r}")
+        max_retries, timeout = _retry(retry_settings)
+
+        self.environment = environment
+        self.compute_target = compute_target
+        self.source_directory = source_directory
+        self._source_path = None if source_directory is None else os.path.abspath(source_directory)
+        self.entry_script = check_entry_script("entry_script", entry_script, source_directory)
+        self.description = description
+        self.error_threshold = check_int("error_threshold", error_threshold, -1)
+        self.output_action = check_choice(
+            "output_action", output_action, OUTPUT_ACTIONS, upper=False
+        )
+        self.node_count = _check_field(
+            "node_count", _merge("node_count", node_count, 1, "instance_count", instance_count)
+        )
+        process_count_per_node = _merge(
+            "process_count_per_node",
+            process_count_per_node,
+            None,
+            "max_concurrency_per_instance",
+            max_concurrency_per_instance,
+        )
+        self.process_count_per_node = _check_field(
+            "process_count_per_node",
+            1 if process_count_per_node is None else process_count_per_node,
+        )
+        self.mini_batch_size = _check_field("mini_batch_size", mini_batch_size)
+        self.logging_level = _check_field("logging_level", logging_level)
+        self.run_invocation_timeout = _check_field(
+            "run_invocation_timeout",
+            _merge("run_invocation_timeout", run_invocation_timeout, 60, "retry_settings", timeout),
+        )
+        self.run_max_try = _check_field(
+            "run_max_try", _merge("run_max_try", run_max_try, 3, "retry_settings", max_retries)
+        )
+        self.append_row_file_name = check_file_name(
+            "append_row_file_name", append_row_file_name or DEFAULT_APPEND_ROW_FILE_NAME
+        )
+        self.allowed_failed_count = check_optional(
+            check_int,
+            "allowed_failed_count",
+            _merge(
+                "allowed_failed_count",
+                allowed_failed_count,
+                None,
+                "mini_batch_error_threshold",
+                mini_batch_error_threshold,
+            ),
+            -1,
+        )
+        self.allowed_failed_percent = check_optional(
+            check_percent, "allowed_failed_percent", allowed_failed_percent
+        )
+        self.partition_keys = check_optional(check_str_list, "partition_keys", partition_keys)
+        self.environment_variables = check_str_dict(
+            "environment_variables", environment_variables or {}
+        )
+        self.progress_update_timeout = check_optional(
+            check_number, "progress_update_timeout", progress_update_timeout, 0, inclusive=False
+        )
+        self.first_task_creation_timeout = check_optional(
+            check_number,
+            "first_task_creation_timeout",
+            first_task_creation_timeout,
+            0,
+            inclusive=False,
+        )
+        self.task_overhead_timeout = check_optional(
+            check_number, "task_overhead_timeout", task_overhead_timeout, 0, inclusive=False
+        )
+        self.resource_monitor_interval = check_number(
+            "resource_monitor_interval", resource_monitor_interval, 0, inclusive=True
+        )
+
+    # SDK v2 names of the same settings.
+    max_concurrency_per_instance = property(lambda self: self.process_count_per_node)
+    instance_count = property(lambda self: self.node_count)
+    mini_batch_error_threshold = property(lambda self: self.allowed_failed_count)
+
+    def pipeline_parameters(self) -> list[PipelineParameter]:
+        """The PipelineParameters among the settings."""
+        values = (getattr(self, field) for field in _CHECKS)
+        return [value for value in values if isinstance(value, PipelineParameter)]
+
+    def resolved(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The concrete settings of a submission, as a JSON-able dict.
+
+        Parameters
+        ----------
+        values : Mapping
+            Values by PipelineParameter name; a parameter not in it takes its default.
+
+        Returns
+        -------
+        dict
+            Every setting, each PipelineParameter replaced by its value and checked again;
+            ``environment`` as the Environment's spec, ``compute_target`` as a name and
+            ``source_directory`` as an absolute path (or None).
+        """
+        settings: dict[str, Any] = {}
+        for field in _CHECKS:
+            value = getattr(self, field)
+            if isinstance(value, PipelineParameter):
+                parameter = value
+                value = _from_text(field, values.get(parameter.name, parameter.default_value))
+                try:
+                    value = _CHECKS[field](field, value)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(
+                        f"{error} (the value of pipeline parameter {parameter.name!r})"
+                    ) from None
+            settings[field] = value
+        compute = self.compute_target
+        return {
+            "entry_script": self.entry_script,
+            "source_directory": self._source_path,
+            "description": self.description,
+            "error_threshold": self.error_threshold,
+            "output_action": self.output_action,
+            **settings,
+            "append_row_file_name": self.append_row_file_name,
+            "allowed_failed_count": self.allowed_failed_count,
+            "allowed_failed_percent": self.allowed_failed_percent,
+            "partition_keys": self.partition_keys,
+            "environment_variables": dict(self.environment_variables),
+            "progress_update_timeout": self.progress_update_timeout,
+            "first_task_creation_timeout": self.first_task_creation_timeout,
+            "task_overhead_timeout": self.task_overhead_timeout,
+            "resource_monitor_interval": self.resource_monitor_interval,
+            "environment": None if self.environment is None else self.environment.to_spec(),
+            "compute_target": compute.name if isinstance(compute, ComputeTarget) else compute,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ParallelRunConfig(entry_script={self.entry_script!r}, "
+            f"source_directory={self.source_directory!r}, node_count={self.node_count!r}, "
+            f"process_count_per_node={self.process_count_per_node!r})"
+        )

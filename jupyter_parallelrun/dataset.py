@@ -1,0 +1,651 @@
+"""Datasets: lazy definitions of the files or tables a step reads, as Azure ML's.
+
+A dataset stores *patterns* (local paths, globs, datastore paths) and options, never a file
+list: the files are found when the dataset is used, in sorted order, as a stream. A dataset is
+fully described by :meth:`Dataset.to_spec`, which the engine uses to rebuild it in another
+process, and :meth:`Dataset.fingerprint` tells whether its content changed (for
+``allow_reuse``). Datasets are registered in the workspace store under the kind ``"dataset"``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import copy
+import hashlib
+import heapq
+import io
+import itertools
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .datastore import DataPath, Datastore, copy_file, filesystem_for, iter_local_files, sort_key
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .pipeline import DatasetConsumptionConfig
+    from .workspace import Workspace
+
+KIND = "dataset"
+_ENCODINGS = {"iso88591": "latin-1", "windows1252": "cp1252", "utf8bom": "utf-8-sig"}
+_INVALID_LINES = ("error", "drop")
+_KEY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_ ]*)\}")
+
+
+class Dataset:
+    """Base of :class:`FileDataset` and :class:`TabularDataset`; create them through
+    ``Dataset.File`` and ``Dataset.Tabular``.
+
+    Examples
+    --------
+    >>> ds = Dataset.File.from_files(path="data/images/**/*.png")          # doctest: +SKIP
+    >>> ds = ds.register(ws, "images", create_new_version=True)             # doctest: +SKIP
+    >>> Dataset.get_by_name(ws, "images").version                            # doctest: +SKIP
+    """
+
+    File: type[FileDatasetFactory]
+    Tabular: type[TabularDatasetFactory]
+    _type = ""
+
+    def __init__(self, definition: dict[str, Any], workspace: Workspace | None = None) -> None:
+        self._definition = definition
+        self.workspace = workspace
+        self.name: str | None = None
+        self.version: int | None = None
+        self.description: str | None = None
+        self.tags: dict[str, str] = {}
+
+    @property
+    def id(self) -> str | None:
+        """``"name:version"`` once registered, else None."""
+        return None if self.name is None else f"{self.name}:{self.version}"
+
+    @property
+    def partition_keys(self) -> list[str]:
+        """The column names that ``partition_format`` takes from file paths."""
+        return _KEY.findall(self._definition.get("partition_format") or "")
+
+    # -- specs, fingerprints, registration --------------------------------------------------
+
+    def to_spec(self) -> dict[str, Any]:
+        """A complete JSON-able description; :meth:`from_spec` rebuilds the dataset from it."""
+        return {
+            **copy.deepcopy(self._definition),
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "tags": dict(self.tags),
+        }
+
+    @staticmethod
+    def from_spec(spec: dict[str, Any], workspace: Workspace | None = None) -> Dataset:
+        """Rebuild a dataset from :meth:`to_spec` (datastores travel inside the spec)."""
+        spec = copy.deepcopy(spec)
+        classes = {"file": FileDataset, "tabular": TabularDataset}
+        if spec.get("type") not in classes:
+            raise ValueError(f'spec["type"] must be "file" or "tabular"; got {spec.get("type")!r}')
+        meta = {key: spec.pop(key, None) for key in ("name", "version", "description", "tags")}
+        dataset = classes[spec["type"]](spec, workspace)
+        dataset.name, dataset.version = meta["name"], meta["version"]
+        dataset.description, dataset.tags = meta["description"], meta["tags"] or {}
+        return dataset
+
+    def _source_files(self) -> Iterator[str]:
+        """Every file the patterns match, sorted, each once, before take/skip/sample."""
+        streams = [_resolve(source, self.workspace) for source in self._definition["sources"]]
+        merged = heapq.merge(*streams, key=sort_key) if len(streams) > 1 else streams[0]
+        previous = None
+        for path in merged:
+            if path != previous:
+                yield path
+            previous = path
+
+    def _storage(self) -> dict[str, dict]:
+        return {
+            source["datastore"]["root"]: Datastore.from_spec(source["datastore"]).storage_options
+            for source in self._definition["sources"]
+            if "datastore" in source and source["datastore"]["datastore_type"] != "Local"
+        }
+
+    def fingerprint(self) -> str:
+        """sha256 over the definition and each file's path, size and modification time."""
+        digest = hashlib.sha256(json.dumps(self._definition, sort_keys=True).encode())
+        storage = self._storage()
+        for path in self._source_files():
+            if "://" in path:
+                info = filesystem_for(path, storage).info(path)
+                stamp = f"{info.get('size')}\0{info.get('last_modified') or info.get('etag')}"
+            else:
+                stat = os.stat(path)
+                stamp = f"{stat.st_size}\0{stat.st_mtime_ns}"
+            digest.update(f"{path}\0{stamp}\n".encode())
+        return digest.hexdigest()
+
+    def register(
+        self,
+        workspace: Workspace,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        create_new_version: bool = False,
+    ) -> Dataset:
+        """Register this definition as ``name``; returns the registered dataset.
+
+        An identical definition already registered as ``name`` is returned as it is. Another
+        definition needs ``create_new_version=True`` and becomes the next version.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string; got {name!r}")
+        found = workspace.store.lookup(KIND, name)
+        if found is not None:
+            same = {k: v for k, v in found[1].items() if k not in ("description", "tags")}
+            if same == self._definition:
+                return Dataset.get_by_name(workspace, name, found[0])
+            if not create_new_version:
+                raise ValueError(
+                    f"name={name!r} is already registered (version {found[0]}) with another "
+                    "definition; pass create_new_version=True to add a version"
+                )
+        spec = {**self._definition, "description": description, "tags": dict(tags or {})}
+        version = workspace.store.register(KIND, name, spec, new_version=True)
+        return Dataset.get_by_name(workspace, name, version)
+
+    @staticmethod
+    def get_by_name(workspace: Workspace, name: str, version: int | str = "latest") -> Dataset:
+        """The dataset registered as ``name`` at ``version`` (an int, or ``"latest"``)."""
+        if version != "latest" and not str(version).isdigit():
+            raise ValueError(f'version must be a positive int or "latest"; got {version!r}')
+        found = workspace.store.lookup(KIND, name, None if version == "latest" else int(version))
+        if found is None:
+            known = sorted(entry[0] for entry in workspace.store.entries(KIND))
+            raise ValueError(
+                f"no dataset named {name!r} at version {version!r} in workspace "
+                f"{workspace.name!r}; registered datasets: {known}"
+            )
+        dataset = Dataset.from_spec({**found[1], "name": name, "version": found[0]}, workspace)
+        return dataset
+
+    @staticmethod
+    def get_by_id(workspace: Workspace, id: str) -> Dataset:  # noqa: A002 - Azure's name
+        """The registered dataset whose :attr:`id` is ``id`` (``"name:version"``)."""
+        name, _, version = str(id).rpartition(":")
+        if not name or not version.isdigit():
+            raise ValueError(f'id must look like "name:version"; got {id!r}')
+        return Dataset.get_by_name(workspace, name, int(version))
+
+    # -- take, skip, sample -----------------------------------------------------------------
+
+    def _with_transform(self, transform: list) -> Dataset:
+        definition = copy.deepcopy(self._definition)
+        definition["transforms"].append(transform)
+        return type(self)(definition, self.workspace)
+
+    def take(self, count: int) -> Dataset:
+        """A new dataset with the first ``count`` files or records."""
+        return self._with_transform(["take", _count("count", count)])
+
+    def skip(self, count: int) -> Dataset:
+        """A new dataset without the first ``count`` files or records."""
+        return self._with_transform(["skip", _count("count", count)])
+
+    def take_sample(self, probability: float, seed: int | None = None) -> Dataset:
+        """A new dataset keeping each file or record with ``probability``.
+
+        The sample is the same every time for the same ``seed``; without one a seed is drawn
+        now and kept in the definition, so the sample still never changes.
+        """
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)):
+            raise ValueError(f"probability must be a number in [0, 1]; got {probability!r}")
+        if not 0 <= probability <= 1:
+            raise ValueError(f"probability must be a number in [0, 1]; got {probability!r}")
+        if seed is None:
+            seed = random.randrange(2**31)
+        elif isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int or None; got {seed!r}")
+        return self._with_transform(["sample", float(probability), seed])
+
+    # -- consumption in a pipeline ----------------------------------------------------------
+
+    def as_named_input(self, name: str) -> DatasetConsumptionConfig:
+        """This dataset as the step input ``name``."""
+        from .pipeline import DatasetConsumptionConfig
+
+        return DatasetConsumptionConfig(name, self)
+
+    def as_mount(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
+        """This dataset as an input whose files are read where they are."""
+        from .pipeline import DatasetConsumptionConfig
+
+        return DatasetConsumptionConfig(
+            self.name or "dataset", self, mode="mount", path_on_compute=path_on_compute
+        )
+
+    def as_download(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
+        """This dataset as an input whose files are copied before the step runs."""
+        from .pipeline import DatasetConsumptionConfig
+
+        return DatasetConsumptionConfig(
+            self.name or "dataset", self, mode="download", path_on_compute=path_on_compute
+        )
+
+    def __repr__(self) -> str:
+        sources = [s.get("path") for s in self._definition["sources"]]
+        label = f"name={self.name!r}, version={self.version}, " if self.name else ""
+        return f"{type(self).__name__}({label}sources={sources})"
+
+
+class FileDataset(Dataset):
+    """Files: each mini-batch is a list of file paths."""
+
+    _type = "file"
+
+    def iter_files(self) -> Iterator[str]:
+        """The files, as absolute paths (URLs for blob datastores), sorted, as a stream."""
+        files = self._source_files()
+        for transform in self._definition["transforms"]:
+            files = _apply(files, transform)
+        return files
+
+    def mount_root(self) -> str:
+        """The folder the files are under, as a mount of this dataset would show it."""
+        bases = [_base(source) for source in self._definition["sources"]]
+        return os.path.commonpath(bases) if all("://" not in b for b in bases) else ""
+
+    def to_path(self) -> list[str]:
+        """The file paths relative to the common folder of the patterns, each with a leading
+        ``/`` (as Azure's)."""
+        root = self.mount_root()
+        return ["/" + (os.path.relpath(p, root) if root else p) for p in self.iter_files()]
+
+    def download(self, target_path: str | None = None, overwrite: bool = False) -> list[str]:
+        """Copy the files into ``target_path`` (a new temporary folder when None).
+
+        Paths below the common folder are kept. An existing file raises FileExistsError
+        unless ``overwrite``. Returns the local paths written.
+        """
+        target = target_path or tempfile.mkdtemp(prefix="dataset-")
+        root, storage, written = self.mount_root(), self._storage(), []
+        for path in self.iter_files():
+            relative = os.path.relpath(path, root) if root else path.split("://", 1)[-1]
+            destination = os.path.join(target, relative)
+            if os.path.exists(destination) and not overwrite:
+                raise FileExistsError(
+                    f"{destination!r} already exists; pass overwrite=True to replace it"
+                )
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            copy_file(path, destination, storage)
+            written.append(destination)
+        return written
+
+
+class TabularDataset(Dataset):
+    """A table read from delimited, Parquet or JSON-lines files; mini-batches are DataFrames."""
+
+    _type = "tabular"
+
+    @property
+    def format(self) -> str:
+        """``"delimited"``, ``"parquet"`` or ``"json_lines"``."""
+        return self._definition["format"]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The read options (separator, header, encoding, ...), as given at creation."""
+        return copy.deepcopy(self._definition["options"])
+
+    @property
+    def files(self) -> list[str]:
+        """The files the table is read from, sorted."""
+        return list(self._source_files())
+
+    def read_options(self) -> dict[str, Any]:
+        """The options :func:`read_records` needs, including storage and partition format."""
+        storage = self._storage()
+        return {
+            **self.options,
+            "partition_format": self._definition.get("partition_format"),
+            **({"storage": storage} if storage else {}),
+        }
+
+    def to_pandas_dataframe(self) -> pd.DataFrame:
+        """Load the whole table (with take, skip and sample applied)."""
+        import pandas as pd
+
+        options = self.read_options()
+        frames = [read_records(path, self.format, options) for path in self._source_files()]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        for transform in self._definition["transforms"]:
+            if transform[0] == "take":
+                frame = frame.iloc[: transform[1]]
+            elif transform[0] == "skip":
+                frame = frame.iloc[transform[1] :]
+            else:
+                frame = frame[_sample_mask(len(frame), transform[1], transform[2])]
+        return frame.reset_index(drop=True)
+
+
+# -- factories (Dataset.File, Dataset.Tabular) ----------------------------------------------------
+
+
+class FileDatasetFactory:
+    """``Dataset.File``: makes :class:`FileDataset` objects."""
+
+    @staticmethod
+    def from_files(
+        path: Any, validate: bool = True, partition_format: str | None = None, is_file: bool = False
+    ) -> FileDataset:
+        """A dataset of the files at ``path``.
+
+        Parameters
+        ----------
+        path : str, DataPath, (Datastore, str) tuple, or a list of these
+            A file, a folder (every file under it) or a glob with ``*``, ``?`` and ``**``.
+        validate : bool, default True
+            Raise ValueError when a pattern matches no file.
+        partition_format : str, optional
+            Such as ``"{state}/{city}/*.png"``; see :attr:`Dataset.partition_keys`.
+        is_file : bool, default False
+            Accepted for Azure compatibility.
+        """
+        definition = _definition("file", path, validate, partition_format)
+        return FileDataset(definition)
+
+
+class TabularDatasetFactory:
+    """``Dataset.Tabular``: makes :class:`TabularDataset` objects."""
+
+    @staticmethod
+    def from_delimited_files(
+        path: Any,
+        validate: bool = True,
+        include_path: bool = False,
+        infer_column_types: bool = True,
+        set_column_types: dict[str, str] | None = None,
+        separator: str = ",",
+        header: bool = True,
+        partition_format: str | None = None,
+        support_multi_line: bool = False,
+        empty_as_string: bool = False,
+        encoding: str = "utf8",
+    ) -> TabularDataset:
+        """A table from CSV-like files (``path`` as in ``Dataset.File.from_files``).
+
+        ``header=True`` means every file starts with the same header line; without a header
+        the columns are named ``Column1``, ``Column2``, ... ``set_column_types`` maps columns
+        to ``"int"``, ``"float"``, ``"str"``, ``"bool"``, ``"datetime"`` or a pandas dtype.
+        """
+        if not isinstance(separator, str) or not separator:
+            raise ValueError(f"separator must be a non-empty string; got {separator!r}")
+        if not isinstance(header, bool):
+            raise ValueError(f"header must be True or False; got {header!r}")
+        options = {
+            "separator": separator,
+            "header": header,
+            "encoding": _encoding(encoding),
+            "infer_column_types": bool(infer_column_types),
+            "support_multi_line": bool(support_multi_line),
+            "empty_as_string": bool(empty_as_string),
+        }
+        return _tabular(path, validate, partition_format, "delimited", options, include_path,
+                        set_column_types)  # fmt: skip
+
+    @staticmethod
+    def from_parquet_files(
+        path: Any,
+        validate: bool = True,
+        include_path: bool = False,
+        set_column_types: dict[str, str] | None = None,
+        partition_format: str | None = None,
+    ) -> TabularDataset:
+        """A table from Parquet files (``path`` as in ``Dataset.File.from_files``)."""
+        return _tabular(path, validate, partition_format, "parquet", {}, include_path,
+                        set_column_types)  # fmt: skip
+
+    @staticmethod
+    def from_json_lines_files(
+        path: Any,
+        validate: bool = True,
+        include_path: bool = False,
+        set_column_types: dict[str, str] | None = None,
+        partition_format: str | None = None,
+        invalid_lines: str = "error",
+        encoding: str = "utf8",
+    ) -> TabularDataset:
+        """A table from JSON-lines files, one object per line; ``invalid_lines`` is
+        ``"error"`` or ``"drop"``."""
+        if invalid_lines not in _INVALID_LINES:
+            raise ValueError(f'invalid_lines must be "error" or "drop"; got {invalid_lines!r}')
+        options = {"invalid_lines": invalid_lines, "encoding": _encoding(encoding)}
+        return _tabular(path, validate, partition_format, "json_lines", options, include_path,
+                        set_column_types)  # fmt: skip
+
+
+Dataset.File = FileDatasetFactory
+Dataset.Tabular = TabularDatasetFactory
+
+
+# -- building definitions -----------------------------------------------------------------------
+
+
+def _encoding(encoding: str) -> str:
+    name = _ENCODINGS.get(str(encoding).lower(), encoding)
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, TypeError):
+        raise ValueError(
+            f"encoding must be a known text encoding such as 'utf8', 'latin1', 'utf8bom'; "
+            f"got {encoding!r}"
+        ) from None
+
+
+def _tabular(path, validate, partition_format, fmt, options, include_path, set_column_types):
+    if set_column_types is not None and not (
+        isinstance(set_column_types, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in set_column_types.items())
+    ):
+        raise ValueError(
+            "set_column_types must be a dict of column name to type name such as "
+            f'{{"age": "int"}}; got {set_column_types!r}'
+        )
+    options = {**options, "include_path": bool(include_path),
+               "set_column_types": dict(set_column_types or {})}  # fmt: skip
+    definition = _definition("tabular", path, validate, partition_format)
+    return TabularDataset({**definition, "format": fmt, "options": options})
+
+
+def _source(item: Any) -> dict[str, Any]:
+    if isinstance(item, DataPath):
+        return {"datastore": item.datastore.to_spec(), "path": item.path_on_datastore}
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Datastore):
+        return _source(DataPath(item[0], item[1]))
+    if isinstance(item, (str, os.PathLike)) and str(item):
+        return {"path": os.path.abspath(os.path.expanduser(str(item)))}
+    raise ValueError(
+        "path must be a str, a DataPath, a (Datastore, 'relative/path') tuple, or a list of "
+        f"these; got {item!r}"
+    )
+
+
+def _definition(kind: str, path: Any, validate: bool, partition_format: str | None) -> dict:
+    items = path if isinstance(path, list) else [path]
+    if not items:
+        raise ValueError("path must name at least one file, folder or pattern; got []")
+    if partition_format is not None and not (
+        isinstance(partition_format, str) and _KEY.search(partition_format)
+    ):
+        raise ValueError(
+            "partition_format must be a string with {column} segments such as "
+            f'"{{state}}/{{city}}/*.csv"; got {partition_format!r}'
+        )
+    sources = [_source(item) for item in items]
+    if validate:
+        for source in sources:
+            if next(_resolve(source, None), None) is None:
+                raise ValueError(f"path {_describe_source(source)!r} matches no file")
+    return {"type": kind, "sources": sources, "partition_format": partition_format,
+            "transforms": []}  # fmt: skip
+
+
+def _describe_source(source: dict) -> str:
+    if "datastore" in source:
+        return f"{source['datastore']['name']}:{source['path']}"
+    return source["path"]
+
+
+def _resolve(source: dict, workspace: Workspace | None) -> Iterator[str]:
+    if "datastore" in source:
+        return Datastore.from_spec(source["datastore"], workspace).iter_files(source["path"])
+    return iter_local_files(source["path"])
+
+
+def _base(source: dict) -> str:
+    location = source["path"]
+    if "datastore" in source:
+        location = Datastore.from_spec(source["datastore"])._url(location)
+    glob = re.search(r"[*?\[]", location)
+    if glob:
+        return location[: location.rfind("/", 0, glob.start())] or "/"
+    return os.path.dirname(location) if os.path.isfile(location) else location
+
+
+def _count(parameter: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{parameter} must be an int >= 0; got {value!r}")
+    return value
+
+
+def _apply(files: Iterator[str], transform: list) -> Iterator[str]:
+    if transform[0] == "take":
+        return itertools.islice(files, transform[1])
+    if transform[0] == "skip":
+        return itertools.islice(files, transform[1], None)
+    draw = random.Random(transform[2]).random
+    return (path for path in files if draw() < transform[1])
+
+
+def _sample_mask(length: int, probability: float, seed: int) -> list[bool]:
+    draw = random.Random(seed).random
+    return [draw() < probability for _ in range(length)]
+
+
+# -- reading records ----------------------------------------------------------------------------
+
+
+def partition_values(path: str, partition_format: str | None) -> dict[str, str]:
+    """The ``{column}`` values that ``partition_format`` takes from the end of ``path``."""
+    if not partition_format:
+        return {}
+    regex, position = "", 0
+    for match in _KEY.finditer(partition_format):
+        regex += _glob_regex(partition_format[position : match.start()])
+        regex += f"(?P<k{len(regex)}>[^/]+)"
+        position = match.end()
+    regex += _glob_regex(partition_format[position:])
+    found = re.search("(?:^|/)" + regex.lstrip("/") + "$", path.replace("\\", "/"))
+    if found is None:
+        raise ValueError(
+            f"partition_format={partition_format!r} does not match the file path {path!r}"
+        )
+    return dict(zip(_KEY.findall(partition_format), found.groups(), strict=True))
+
+
+def _glob_regex(text: str) -> str:
+    return re.escape(text).replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+
+
+def read_records(
+    path: str,
+    fmt: str,
+    options: dict[str, Any],
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    row_groups: list[int] | None = None,
+) -> pd.DataFrame:
+    """Read one file of a tabular dataset (or part of it) into a DataFrame.
+
+    Parameters
+    ----------
+    path : str
+        A local path or a datastore URL.
+    fmt : {"delimited", "json_lines", "parquet"}
+    options : dict
+        :meth:`TabularDataset.read_options`.
+    start, end : int, optional
+        A byte range of a delimited or JSON-lines file, cut on line boundaries; the header
+        line of a delimited file is read from the file's start and put back in front.
+    row_groups : list of int, optional
+        The row groups of a Parquet file to read.
+    """
+    import pandas as pd
+
+    from .datastore import open_file
+
+    storage = options.get("storage")
+    with open_file(path, storage) as handle:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(handle)
+            table = parquet.read() if row_groups is None else parquet.read_row_groups(row_groups)
+            frame = table.to_pandas()
+        else:
+            header = handle.readline() if fmt == "delimited" and options["header"] else b""
+            if start is not None:
+                handle.seek(start)
+                data = header + handle.read(end - start)
+            else:
+                data = header + handle.read()
+            frame = _parse(data, fmt, options)
+    for column, value in partition_values(path, options.get("partition_format")).items():
+        frame[column] = value
+    if options.get("include_path"):
+        frame["Path"] = path
+    for column, type_name in options.get("set_column_types", {}).items():
+        if column not in frame.columns:
+            raise ValueError(
+                f"set_column_types names column {column!r}, which {path!r} does not have; "
+                f"columns: {list(frame.columns)}"
+            )
+        if type_name == "datetime":
+            frame[column] = pd.to_datetime(frame[column])
+        else:
+            frame[column] = frame[column].astype({"string": "str"}.get(type_name, type_name))
+    return frame
+
+
+def _parse(data: bytes, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    if fmt == "json_lines":
+        records = []
+        for number, line in enumerate(data.decode(options["encoding"]).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                if options["invalid_lines"] == "error":
+                    raise ValueError(
+                        f"invalid JSON on line {number} of the batch: {error}"
+                    ) from None
+        return pd.DataFrame.from_records(records)
+    if not data.strip():
+        return pd.DataFrame()
+    frame = pd.read_csv(
+        io.BytesIO(data),
+        sep=options["separator"],
+        header=0 if options["header"] else None,
+        encoding=options["encoding"],
+        dtype=None if options["infer_column_types"] else str,
+        keep_default_na=not options["empty_as_string"],
+        engine="python" if len(options["separator"]) > 1 else "c",
+    )
+    if not options["header"]:
+        frame.columns = [f"Column{i + 1}" for i in range(len(frame.columns))]
+    return frame

@@ -1,0 +1,47 @@
+"""The backend interface the scheduler talks to."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class WorkerHandle:
+    """One started worker process, as a backend knows it."""
+
+    name: str
+    node_id: int
+    pid: int | None = None
+    native: Any = field(default=None, repr=False)
+
+
+class Backend(ABC):
+    """Starts, watches and stops worker processes for one step run.
+
+    Every worker runs :func:`jupyter_parallelrun.engine.worker.worker_main` and connects back
+    to the runner at ``address`` (a ``multiprocessing.connection`` address); all mini-batch
+    traffic goes through that connection, so a backend only manages process lifetimes.
+    """
+
+    #: ``multiprocessing.connection`` family the runner listens on for this backend's workers.
+    address_family: str = "AF_UNIX"
+
+    @abstractmethod
+    def start_worker(
+        self, name: str, node_id: int, address: Any, authkey: bytes, spec: dict
+    ) -> WorkerHandle:
+        """Start one worker process; returns at once."""
+
+    @abstractmethod
+    def exit_code(self, handle: WorkerHandle) -> int | None:
+        """None while the process lives, else its exit code (negative: killed by that signal)."""
+
+    @abstractmethod
+    def kill(self, handle: WorkerHandle) -> None:
+        """Stop the process now (it may be stuck in C code or ignoring signals)."""
+
+    @abstractmethod
+    def join(self, handle: WorkerHandle, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the process to end."""

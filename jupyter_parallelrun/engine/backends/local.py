@@ -1,0 +1,75 @@
+"""Worker processes on this machine, started through joblib's process launcher (loky).
+
+Each worker is its own loky process rather than a slot of a shared executor: a worker stuck
+past ``run_invocation_timeout`` or dying mid-mini-batch is killed and replaced alone, while the
+others keep going (a shared pool breaks as a whole when one of its processes dies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from joblib.externals.loky.backend.context import get_context
+
+from ..worker import worker_main
+from .base import Backend, WorkerHandle
+
+
+def _exec_interpreter(interpreter: str, arguments: dict) -> None:
+    """Replace the freshly started process with another Python running the worker."""
+    package_root = str(Path(__file__).resolve().parents[3])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [package_root, os.environ.get("PYTHONPATH")])
+    )
+    os.execv(
+        interpreter,
+        [interpreter, "-m", "jupyter_parallelrun.engine.worker", json.dumps(arguments)],
+    )
+
+
+class LocalBackend(Backend):
+    """``node_count`` groups of ``process_count_per_node`` processes, all on this machine."""
+
+    address_family = "AF_UNIX"
+
+    def __init__(self, interpreter_path: str | None = None) -> None:
+        self.interpreter_path = interpreter_path
+        self._context = get_context("loky")
+
+    def start_worker(
+        self, name: str, node_id: int, address: Any, authkey: bytes, spec: dict
+    ) -> WorkerHandle:
+        if self.interpreter_path and os.path.realpath(self.interpreter_path) != os.path.realpath(
+            sys.executable
+        ):
+            arguments = {
+                "address": address,
+                "authkey": authkey.hex(),
+                "name": name,
+                "node_id": node_id,
+                "spec": spec,
+            }
+            target, args = _exec_interpreter, (self.interpreter_path, arguments)
+        else:
+            target, args = worker_main, (address, authkey, name, node_id, spec)
+        process = self._context.Process(target=target, args=args, name=name, daemon=True)
+        process.start()
+        return WorkerHandle(name=name, node_id=node_id, pid=process.pid, native=process)
+
+    def exit_code(self, handle: WorkerHandle) -> int | None:
+        return handle.native.exitcode
+
+    def kill(self, handle: WorkerHandle) -> None:
+        if handle.native.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.native.pid, signal.SIGKILL)
+        handle.native.join(timeout=5)
+
+    def join(self, handle: WorkerHandle, timeout: float) -> None:
+        handle.native.join(timeout=timeout)

@@ -1,0 +1,81 @@
+"""The log files a step run leaves behind (SPEC §5), under ``<step run>/logs/``.
+
+- ``job_progress_overview.txt``: counters and worker states, rewritten as the run goes;
+- ``job_result.txt``: the final status and summary;
+- ``job_error.txt``: the errors, grouped by exception, with the inputs they hit;
+- ``mini_batches.jsonl``: one record per finished mini-batch (inputs, tries, worker, timings,
+  outcome, error);
+- ``runner.txt``: what the runner did (workers started, lost, retried);
+- ``workers/<process>.txt``: everything one worker process printed or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+class StepLogs:
+    """Writes the logs of one step run."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        (self.folder / "workers").mkdir(parents=True, exist_ok=True)
+        self._runner = open(self.folder / "runner.txt", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._mini_batches = open(self.folder / "mini_batches.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    def worker_log(self, name: str) -> Path:
+        return self.folder / "workers" / f"{name}.txt"
+
+    def runner(self, line: str) -> None:
+        self._runner.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def mini_batches(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self._mini_batches.write(json.dumps(record) + "\n")
+        self._mini_batches.flush()
+
+    def overview(
+        self,
+        run_id: str,
+        counters: dict[str, int],
+        mb_total: int | None,
+        workers: list[dict[str, Any]],
+    ) -> None:
+        lines = [
+            f"step run {run_id} at {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            f"mini-batches: {counters['mb_done']} done, {counters['mb_failed']} failed, "
+            f"{mb_total if mb_total is not None else '?'} in all, {counters['retries']} retries",
+            f"items: {counters['items_done']} done, {counters['items_failed']} failed",
+            "",
+        ]
+        lines += [
+            f"{w['name']} node {w['node_id']} pid {w['pid']}: {w['state']}, "
+            f"{w['done']} done, {w['failed']} failed, {w['restarts']} restarts"
+            for w in workers
+        ]
+        path = self.folder / "job_progress_overview.txt"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def result(self, status: str, summary: str, errors: list[dict[str, Any]]) -> None:
+        (self.folder / "job_result.txt").write_text(f"{status}\n{summary}\n", encoding="utf-8")
+        kinds = Counter(e["exception"] for e in errors)
+        lines = [f"{len(errors)} errors"] + [f"{n:6d} × {kind}" for kind, n in kinds.most_common()]
+        lines.append("")
+        for error in errors:
+            lines.append(
+                f"[mini-batch {error['mb_id']}, try {error['try']}, {error['worker']}] "
+                f"{error['item']}: {error['exception']}"
+            )
+            if error.get("traceback"):
+                lines.append(error["traceback"].rstrip())
+        (self.folder / "job_error.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        self._runner.close()
+        self._mini_batches.close()

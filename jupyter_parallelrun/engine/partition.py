@@ -1,0 +1,333 @@
+"""Partitioning: splitting a step's input into mini-batches, and loading one mini-batch.
+
+The runner calls :func:`iter_mini_batches` to describe every mini-batch as a small JSON-able
+spec; a worker calls :func:`load_mini_batch` on a spec to get what ``run(mini_batch)``
+receives. Splitting streams: files are listed lazily and tabular files are cut by seeking,
+so neither a huge file list nor a huge file is ever held in memory (except when
+``partition_keys`` or take/skip/sample need the whole table, which is then loaded once).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..dataset import FileDataset, TabularDataset, read_records
+from ..datastore import open_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_FILES = 10
+DEFAULT_BYTES = "1MB"
+_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
+_READ_CHUNK = 64 * 1024
+# Byte splitting looks for b"\n"; in these encodings a newline is not that single byte.
+_WIDE_ENCODINGS = ("utf-16", "utf-32")
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """One mini-batch: its id, its JSON-able spec, and its item count when known before loading.
+
+    ``n_items`` is None for byte ranges of delimited and JSON-lines files, whose records are
+    only counted once loaded.
+    """
+
+    id: int
+    spec: dict
+    n_items: int | None
+
+
+def parse_mini_batch_size(value: Any, tabular: bool) -> int:
+    """The mini-batch size as a number of files (file input) or of bytes (tabular input).
+
+    Parameters
+    ----------
+    value : int, str or None
+        File input: a positive int or digit string (default 10). Tabular input: bytes as an
+        int or a string such as ``"1024"``, ``"1024KB"``, ``"10MB"``, ``"1GB"`` (1024-based,
+        any case, optional space; default ``"1MB"``).
+    tabular : bool
+        Whether the input is a tabular dataset.
+
+    Examples
+    --------
+    >>> parse_mini_batch_size("5", tabular=False)
+    5
+    >>> parse_mini_batch_size("10 mb", tabular=True)
+    10485760
+    """
+    if value is None:
+        value = DEFAULT_BYTES if tabular else DEFAULT_FILES
+    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    if tabular:
+        allowed = 'a positive int or a size like "10MB" for tabular input'
+    else:
+        allowed = 'a positive number of files (an int or a digit string like "5") for file input'
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        found = _SIZE.match(value)
+        if found and (tabular or not found.group(2)):
+            number = int(found.group(1)) * _UNITS[(found.group(2) or "").upper()]
+    if number is None or number < 1:
+        raise ValueError(f"mini_batch_size must be {allowed}; got {shown}")
+    return number
+
+
+def iter_mini_batches(
+    dataset: FileDataset | TabularDataset,
+    mini_batch_size: Any,
+    *,
+    partition_keys: list[str] | None = None,
+    scratch_dir: str | Path | None = None,
+) -> Iterator[MiniBatch]:
+    """Stream the mini-batches of ``dataset``, with ids 0, 1, 2, ... (the same every time).
+
+    Parameters
+    ----------
+    dataset : FileDataset or TabularDataset
+    mini_batch_size : int, str or None
+        See :func:`parse_mini_batch_size`.
+    partition_keys : list of str, optional
+        Tabular input only: one mini-batch per distinct combination of these columns' values,
+        in sorted order.
+    scratch_dir : str or Path, optional
+        Where tables that must be rewritten go (partition groups, and tables with take, skip
+        or sample applied); required in those cases.
+
+    Notes
+    -----
+    File input: consecutive groups of ``mini_batch_size`` files.
+
+    Delimited and JSON-lines input: byte ranges of about ``mini_batch_size`` bytes, cut after a
+    newline and never crossing a file boundary. A delimited file's header line is left out of
+    the ranges and put back when loading. A quoted field holding a newline would be cut in
+    two: pass ``support_multi_line=True`` to the dataset to keep each such file whole (files
+    in UTF-16 or UTF-32 are always kept whole).
+
+    Parquet input: runs of row groups of up to ``mini_batch_size`` compressed bytes; a row
+    group larger than that is a mini-batch of its own.
+    """
+    tabular = isinstance(dataset, TabularDataset)
+    if not tabular and not isinstance(dataset, FileDataset):
+        raise ValueError(f"dataset must be a FileDataset or a TabularDataset; got {dataset!r}")
+    size = parse_mini_batch_size(mini_batch_size, tabular)
+    if partition_keys is not None:
+        if not tabular:
+            raise ValueError(
+                f"partition_keys={partition_keys!r} needs a TabularDataset input; "
+                "the input is a FileDataset"
+            )
+        batches = _partition_batches(dataset, partition_keys, _scratch(scratch_dir, "partition"))
+    elif not tabular:
+        batches = _file_batches(dataset, size)
+    elif dataset.to_spec()["transforms"]:
+        batches = _rewritten_batches(dataset, size, _scratch(scratch_dir, "take/skip/sample"))
+    else:
+        batches = _tabular_batches(dataset, size)
+    for mb_id, (spec, n_items) in enumerate(batches):
+        yield MiniBatch(mb_id, spec, n_items)
+
+
+def _scratch(scratch_dir: str | Path | None, why: str) -> Path:
+    if scratch_dir is None:
+        raise ValueError(f"scratch_dir must be a folder when the input uses {why}; got None")
+    folder = Path(scratch_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _file_batches(dataset: FileDataset, size: int) -> Iterator[tuple[dict, int]]:
+    paths: list[str] = []
+    for path in dataset.iter_files():
+        paths.append(path)
+        if len(paths) == size:
+            yield {"kind": "files", "paths": paths}, len(paths)
+            paths = []
+    if paths:
+        yield {"kind": "files", "paths": paths}, len(paths)
+
+
+def _tabular_batches(dataset: TabularDataset, size: int) -> Iterator[tuple[dict, int | None]]:
+    fmt, options = dataset.format, dataset.read_options()
+    storage = options.get("storage")
+    for path in dataset.files:
+        if fmt == "parquet":
+            for groups, rows in _row_group_runs(path, size, storage):
+                yield {"kind": fmt, "path": path, "row_groups": groups, "options": options}, rows
+            continue
+        whole = options.get("support_multi_line") or codecs.lookup(
+            options["encoding"]
+        ).name.startswith(_WIDE_ENCODINGS)
+        header = fmt == "delimited" and options["header"]
+        for start, end in _byte_ranges(path, size, header, whole, storage):
+            yield {"kind": fmt, "path": path, "start": start, "end": end, "options": options}, None
+
+
+def _byte_ranges(
+    path: str, size: int, header: bool, whole: bool, storage: dict | None
+) -> Iterator[tuple[int, int]]:
+    with open_file(path, storage) as handle:
+        start = len(handle.readline()) if header else 0
+        total = handle.seek(0, os.SEEK_END)
+        if whole:
+            if start < total:
+                yield start, total
+            return
+        while start < total:
+            end = total
+            if start + size < total:
+                # Starting one byte early keeps a range that ends exactly on a newline whole.
+                handle.seek(start + size - 1)
+                end = _after_next_newline(handle, total)
+            yield start, end
+            start = end
+
+
+def _after_next_newline(handle: Any, total: int) -> int:
+    position = handle.tell()
+    while True:
+        chunk = handle.read(_READ_CHUNK)
+        if not chunk:
+            return total
+        found = chunk.find(b"\n")
+        if found != -1:
+            return position + found + 1
+        position += len(chunk)
+
+
+def _row_group_runs(path: str, size: int, storage: dict | None) -> Iterator[tuple[list[int], int]]:
+    import pyarrow.parquet as pq
+
+    with open_file(path, storage) as handle:
+        metadata = pq.ParquetFile(handle).metadata
+    groups: list[int] = []
+    used = rows = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        compressed = sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        if groups and used + compressed > size:
+            yield groups, rows
+            groups, used, rows = [], 0, 0
+        groups.append(index)
+        used += compressed
+        rows += group.num_rows
+    if groups:
+        yield groups, rows
+
+
+def _rewritten_batches(
+    dataset: TabularDataset, size: int, scratch: Path
+) -> Iterator[tuple[dict, int]]:
+    # take/skip/sample count records across files, so the table is loaded once and rewritten
+    # as one Parquet file with row groups of about mini_batch_size bytes.
+    frame = dataset.to_pandas_dataframe()
+    if frame.empty:
+        return
+    row_bytes = max(1, int(frame.memory_usage(deep=True, index=False).sum()) // len(frame))
+    path = scratch / "table.parquet"
+    _write_parquet(frame, path, row_group_size=max(1, size // row_bytes))
+    for groups, rows in _row_group_runs(str(path), 1, None):
+        yield {"kind": "parquet", "path": str(path), "row_groups": groups, "options": {}}, rows
+
+
+def _partition_batches(
+    dataset: TabularDataset, partition_keys: Any, scratch: Path
+) -> Iterator[tuple[dict, int]]:
+    if (
+        not isinstance(partition_keys, (list, tuple))
+        or not partition_keys
+        or not all(isinstance(key, str) for key in partition_keys)
+    ):
+        raise ValueError(
+            f"partition_keys must be a non-empty list of column names; got {partition_keys!r}"
+        )
+    frame = dataset.to_pandas_dataframe()
+    for key in partition_keys:
+        if key not in frame.columns:
+            raise ValueError(
+                f"partition_keys names column {key!r}, which the dataset does not have; "
+                f"available columns: {[str(c) for c in frame.columns]}"
+            )
+    keys = list(partition_keys)
+    for index, (values, group) in enumerate(frame.groupby(keys, sort=True, dropna=False)):
+        path = scratch / f"partition-{index:06d}.parquet"
+        _write_parquet(group.reset_index(drop=True), path)
+        key_values = {key: _plain(value) for key, value in zip(keys, values, strict=True)}
+        yield {"kind": "partition", "path": str(path), "keys": key_values}, len(group)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path, **options: Any) -> None:
+    # The same input may be partitioned twice at once (counting and scheduling); writing
+    # aside and renaming means a reader never sees a half-written file.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    frame.to_parquet(partial, index=False, **options)
+    os.replace(partial, path)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able form of one key value (numpy scalars, timestamps, missing values)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+def load_mini_batch(spec: dict[str, Any]) -> list[str] | pd.DataFrame:
+    """What ``run(mini_batch)`` receives for ``spec``: file paths, or a DataFrame."""
+    kind = spec.get("kind")
+    if kind == "files":
+        return list(spec["paths"])
+    if kind in ("delimited", "json_lines"):
+        return read_records(
+            spec["path"], kind, spec["options"], start=spec["start"], end=spec["end"]
+        )
+    if kind == "parquet":
+        return read_records(spec["path"], kind, spec["options"], row_groups=spec["row_groups"])
+    if kind == "partition":
+        import pandas as pd
+
+        return pd.read_parquet(spec["path"])
+    raise ValueError(
+        'spec["kind"] must be "files", "delimited", "json_lines", "parquet" or "partition"; '
+        f"got {kind!r}"
+    )
+
+
+def mini_batch_context(spec: dict[str, Any]) -> dict[str, Any]:
+    """``{"partition_key_value": {column: value}}`` for a partition mini-batch, else ``{}``."""
+    if spec.get("kind") == "partition":
+        return {"partition_key_value": dict(spec["keys"])}
+    return {}
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """A short human description of a mini-batch, for logs and error messages."""
+    kind = spec.get("kind")
+    if kind == "files":
+        paths = spec["paths"]
+        names = ", ".join(os.path.basename(p) for p in paths[:3])
+        more = ", …" if len(paths) > 3 else ""
+        return f"{len(paths)} file{'s' if len(paths) != 1 else ''}: {names}{more}"
+    if kind in ("delimited", "json_lines"):
+        return f"{os.path.basename(spec['path'])} bytes {spec['start']}–{spec['end']}"
+    if kind == "parquet":
+        groups = spec["row_groups"]
+        span = str(groups[0]) if len(groups) == 1 else f"{groups[0]}–{groups[-1]}"
+        return f"{os.path.basename(spec['path'])} row group{'s' if len(groups) > 1 else ''} {span}"
+    if kind == "partition":
+        return "partition " + ", ".join(f"{k}={v!r}" for k, v in spec["keys"].items())
+    return repr(spec)

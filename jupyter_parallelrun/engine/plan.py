@@ -1,0 +1,179 @@
+"""Turning a submitted Pipeline into a run plan, checking everything that can be checked first.
+
+``make_plan`` runs in the notebook at ``submit()``: it resolves the pipeline parameters,
+re-validates every step's configuration with them, checks the entry scripts, the inputs and the
+environments, takes a snapshot of each step's source directory, and writes down everything the
+runner needs as one JSON document. Whatever is wrong with the submission is raised here, before
+any process starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..workspace import DATA_FOLDER, DEFAULT_DATASTORE
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from ..workspace import Workspace
+
+SNAPSHOT_IGNORE = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.pyc", ".ipynb_checkpoints", DATA_FOLDER
+)
+
+
+def check_entry_script(source_directory: str | None, entry_script: str) -> Path:
+    """The entry script's path; raises when it is missing, does not parse, or lacks init/run."""
+    folder = Path(source_directory) if source_directory else Path.cwd()
+    path = (folder / entry_script).resolve()
+    where = f"entry_script={entry_script!r}" + (
+        f" in source_directory={source_directory!r}" if source_directory else ""
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: no such file ({path})")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as error:
+        raise SyntaxError(f"{where} does not parse: {error.msg} (line {error.lineno})") from error
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            defined.update(alias.asname or alias.name for alias in node.names)
+    missing = [name for name in ("init", "run") if name not in defined]
+    if missing:
+        raise ValueError(
+            f"{where} must define init() and run(mini_batch); it lacks {' and '.join(missing)}()"
+        )
+    return path
+
+
+def _dataset_of(item: Any, values: dict[str, Any]) -> Any:
+    """The Dataset behind an input: a DatasetConsumptionConfig, a PipelineParameter, or itself."""
+    from ..pipeline import DatasetConsumptionConfig, PipelineParameter
+
+    if isinstance(item, DatasetConsumptionConfig):
+        item = item.dataset
+    if isinstance(item, PipelineParameter):
+        item = values.get(item.name, item.default_value)
+        if isinstance(item, DatasetConsumptionConfig):
+            item = item.dataset
+    return item
+
+
+def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) -> dict[str, Any]:
+    from ..pipeline import DatasetConsumptionConfig, PipelineData
+
+    name = getattr(item, "name", None)
+    if isinstance(item, PipelineData):
+        if item.name not in producers:
+            raise ValueError(f"input {item.name!r} is a PipelineData that no step produces")
+        return {"name": item.name, "pipeline_data": item.name, "producer": producers[item.name]}
+    dataset = _dataset_of(item, values)
+    if not hasattr(dataset, "to_spec"):
+        raise TypeError(
+            f"input {name!r} must be a Dataset, a DatasetConsumptionConfig, a PipelineParameter "
+            f"holding a Dataset, or a PipelineData; got {type(dataset).__name__}"
+        )
+    if isinstance(item, DatasetConsumptionConfig):
+        name = item.name
+    return {"name": name or dataset.name or "input", "dataset": dataset.to_spec()}
+
+
+def _argument_plan(arg: Any, values: dict[str, Any], producers: dict[str, str]) -> Any:
+    from ..pipeline import DatasetConsumptionConfig, PipelineData, PipelineParameter
+
+    if isinstance(arg, PipelineParameter) and not hasattr(
+        values.get(arg.name, arg.default_value), "to_spec"
+    ):
+        return str(values.get(arg.name, arg.default_value))
+    if isinstance(arg, DatasetConsumptionConfig | PipelineData | PipelineParameter) or hasattr(
+        arg, "to_spec"
+    ):
+        return _input_plan(arg, values, producers)
+    return str(arg)
+
+
+def _snapshot(ws: Workspace, step_run_id: str, source_directory: str | None, script: Path) -> str:
+    target = ws.path / "runs" / step_run_id / "snapshot"
+    if source_directory:
+        shutil.copytree(source_directory, target, ignore=SNAPSHOT_IGNORE)
+    else:
+        target.mkdir(parents=True)
+        shutil.copy2(script, target / script.name)
+    return str(target)
+
+
+def make_plan(
+    ws: Workspace,
+    pipeline: Pipeline,
+    pipeline_parameters: dict[str, Any] | None,
+    pipeline_run_id: str,
+    experiment: str,
+) -> dict[str, Any]:
+    """Validate a submission and describe it as a JSON-able plan for the runner."""
+    from ..compute import ComputeTarget, check_node_count
+    from ..dataset import TabularDataset
+    from ..environment import check_environment
+    from ..pipeline import resolve_parameters
+    from .partition import parse_mini_batch_size
+
+    values = resolve_parameters(pipeline, pipeline_parameters)
+    producers: dict[str, str] = {}
+    steps = []
+    for step in pipeline.steps:
+        step_run_id = str(uuid.uuid4())
+        config = step.parallel_run_config.resolved(values)
+        script = check_entry_script(config["source_directory"], config["entry_script"])
+        if config["source_directory"] is None:
+            config["entry_script"] = script.name
+        input_plan = _input_plan(step.inputs[0], values, producers)
+        dataset = _dataset_of(step.inputs[0], values)
+        tabular = isinstance(dataset, TabularDataset)
+        config["mini_batch_size_parsed"] = parse_mini_batch_size(config["mini_batch_size"], tabular)
+        if config.get("partition_keys") and not tabular:
+            raise ValueError(
+                f"step {step.name!r}: partition_keys={config['partition_keys']!r} needs a "
+                "TabularDataset input; the input is a FileDataset"
+            )
+        if dataset is not None and hasattr(dataset, "iter_files"):
+            next(iter(dataset.iter_files()), None)
+        warnings = check_environment(config.get("environment"))
+        if config.get("compute_target"):
+            compute = ComputeTarget(ws, config["compute_target"])
+            check_node_count(compute.to_spec(), config["node_count"])
+        output = step.output
+        output_name = output.name if output is not None else "output"
+        datastore = getattr(output, "datastore", None)
+        steps.append(
+            {
+                "run_id": step_run_id,
+                "name": step.name,
+                "config": config,
+                "input": input_plan,
+                "side_inputs": [_input_plan(s, values, producers) for s in step.side_inputs],
+                "arguments": [_argument_plan(a, values, producers) for a in step.arguments],
+                "output": {
+                    "name": output_name,
+                    "datastore": datastore.name if datastore is not None else DEFAULT_DATASTORE,
+                    "path_on_datastore": f"azureml/{step_run_id}/{output_name}",
+                },
+                "allow_reuse": bool(step.allow_reuse),
+                "snapshot": _snapshot(ws, step_run_id, config["source_directory"], script),
+                "warnings": warnings,
+            }
+        )
+        producers[output_name] = step_run_id
+    return {
+        "run_id": pipeline_run_id,
+        "experiment": experiment,
+        "parameters": {k: v for k, v in values.items() if not hasattr(v, "to_spec")},
+        "steps": steps,
+    }

@@ -1,0 +1,320 @@
+"""The runner: the process of its own that carries out one pipeline run.
+
+``Experiment.submit()`` writes the run plan into the run store and starts
+``python -m jupyter_parallelrun.engine.runner CONFIG_DIR RUN_ID`` in a new session, so the run
+outlives the notebook kernel that started it. The runner takes the steps in order; for each it
+resolves the input, reuses an earlier identical step run when allowed, prepares the workers'
+environment, and hands the mini-batches to the scheduler. Everything it learns goes into the
+run store, where any notebook or terminal can watch it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..workspace import WORKSPACE_ENV, Workspace
+from .backends import LocalBackend
+from .logs import StepLogs
+from .output import AppendRowWriter
+from .partition import iter_mini_batches
+from .scheduler import Budget, Scheduler, StepCanceled, StepFailed
+
+#: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
+#: the cores (two single-threaded TensorFlow processes beat one with two threads on 2 cores).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+def start_runner(ws: Workspace, run_id: str) -> int:
+    """Start the runner process for ``run_id``, detached from the caller; returns its pid."""
+    log = ws.path / "runs" / run_id / "runner_stdout.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_parallelrun.engine.runner",
+                str(ws.config_file.parent),
+                run_id,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:
+    """The local folder of a step's output on its datastore."""
+    from ..datastore import Datastore
+
+    return Datastore.get(ws, output["datastore"]).local_path(output["path_on_datastore"])
+
+
+def _dataset(ws: Workspace, plan: dict[str, Any], steps: dict[str, dict]) -> Any:
+    from ..dataset import Dataset
+
+    if "dataset" in plan:
+        return Dataset.from_spec(plan["dataset"], ws)
+    producer = steps[plan["producer"]]
+    return Dataset.File.from_files(str(output_folder(ws, producer["output"])), validate=False)
+
+
+def _local_path(ws: Workspace, plan: Any, steps: dict[str, dict]) -> str:
+    """What a side input or a dataset argument looks like to the script: a local path."""
+    if isinstance(plan, str):
+        return plan
+    if "pipeline_data" in plan:
+        return str(output_folder(ws, steps[plan["producer"]]["output"]))
+    return _dataset(ws, plan, steps).mount_root()
+
+
+def _fingerprint(step: dict[str, Any], input_fingerprint: str) -> str:
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in step["config"].items() if k != "description"}
+    digest.update(
+        json.dumps(
+            [settings, step["arguments"], step["side_inputs"]], sort_keys=True, default=str
+        ).encode()
+    )
+    digest.update(input_fingerprint.encode())
+    for path in sorted(Path(step["snapshot"]).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(step["snapshot"])).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _worker_environment(config: dict[str, Any], ws: Workspace, processes: int) -> None:
+    """Set what the worker processes inherit (this process exists only for this run)."""
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    for name in THREAD_VARIABLES:
+        os.environ[name] = threads
+    os.environ[WORKSPACE_ENV] = str(ws.config_file.parent)
+    env = config.get("environment") or {}
+    os.environ.update({k: str(v) for k, v in (env.get("environment_variables") or {}).items()})
+    os.environ.update({k: str(v) for k, v in (config.get("environment_variables") or {}).items()})
+
+
+def _count(scheduler: Scheduler, store, run_id: str, dataset: Any, size: int, keys, scratch):
+    """Count the mini-batches and items in the background, for progress and ETA."""
+    mb_total = items = 0
+    known_items = True
+    for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch):
+        mb_total += 1
+        if mb.n_items is None:
+            known_items = False
+        else:
+            items += mb.n_items
+    scheduler.mb_total = mb_total
+    store.update_run(run_id, mb_total=mb_total, items_total=items if known_items else None)
+
+
+def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> None:
+    """Carry out one step run, leaving its final status in the store."""
+    store, run_id = ws.store, step["run_id"]
+    logs = StepLogs(ws.path / "runs" / run_id / "logs")
+    store.update_run(run_id, status="Running", started=time.time(), runner_pid=os.getpid())
+    for warning in step.get("warnings", []):
+        logs.runner(f"warning: {warning}")
+    try:
+        dataset = _dataset(ws, step["input"], steps)
+        fingerprint = _fingerprint(step, dataset.fingerprint())
+        earlier = store.find_reusable(fingerprint) if step["allow_reuse"] else None
+        if earlier is not None and earlier["id"] != run_id:
+            _reuse(ws, step, earlier, logs)
+            return
+        store.update_run(run_id, fingerprint=fingerprint)
+        _execute(ws, step, steps, dataset, logs)
+    except StepCanceled:
+        _finish(ws, step, logs, "Canceled", "canceled on request")
+    except StepFailed as error:
+        _finish(ws, step, logs, "Failed", str(error))
+    except Exception as error:  # noqa: BLE001 - anything else fails this step, with its cause
+        logs.runner(traceback.format_exc())
+        _finish(ws, step, logs, "Failed", f"{type(error).__name__}: {error}")
+    else:
+        _finish(ws, step, logs, "Completed", "")
+    finally:
+        logs.close()
+
+
+def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs) -> None:
+    from ..environment import check_environment
+
+    store, run_id, config = ws.store, step["run_id"], step["config"]
+    check_environment(config.get("environment"))
+    nodes, per_node = config["node_count"], config["process_count_per_node"]
+    _worker_environment(config, ws, nodes * per_node)
+    out_dir = output_folder(ws, step["output"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    committed = {mb["mb_id"]: mb for mb in store.mini_batches(run_id)}
+    offset = max((mb["output_end"] or 0 for mb in committed.values()), default=0)
+    writer = None
+    if config["output_action"] == "append_row":
+        writer = AppendRowWriter(out_dir / config["append_row_file_name"], offset)
+    scratch = ws.path / "runs" / run_id / "scratch"
+    size, keys = config["mini_batch_size_parsed"], config.get("partition_keys")
+    source = (
+        mb
+        for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch)
+        if mb.id not in committed
+    )
+    env = config.get("environment") or {}
+    interval = config.get("resource_monitor_interval")
+    worker_spec = {
+        "source_directory": step["snapshot"],
+        "entry_script": config["entry_script"],
+        "arguments": [_local_path(ws, a, steps) for a in step["arguments"]],
+        "side_inputs": [_local_path(ws, s, steps) for s in step["side_inputs"]],
+        "output_dir": str(out_dir),
+        "output_action": config["output_action"],
+        "logging_level": config.get("logging_level", "INFO"),
+        "heartbeat_interval": 5 if interval is None else interval,
+    }
+    scheduler = Scheduler(
+        store=store,
+        run_id=run_id,
+        backend=LocalBackend(interpreter_path=(env.get("python") or {}).get("interpreter_path")),
+        mini_batches=source,
+        worker_spec=worker_spec,
+        nodes=nodes,
+        processes_per_node=per_node,
+        writer=writer,
+        logs=logs,
+        run_invocation_timeout=config["run_invocation_timeout"],
+        run_max_try=config["run_max_try"],
+        budget=Budget(
+            config["error_threshold"],
+            config.get("allowed_failed_count"),
+            config.get("allowed_failed_percent"),
+        ),
+        progress_update_timeout=config.get("progress_update_timeout"),
+        counters=_committed_counters(committed.values()),
+    )
+    threading.Thread(
+        target=_count, args=(scheduler, store, run_id, dataset, size, keys, scratch), daemon=True
+    ).start()
+    try:
+        scheduler.run()
+    finally:
+        if writer is not None:
+            writer.close()
+    reason = scheduler.budget.exceeded(
+        scheduler.counters["items_failed"],
+        scheduler.counters["mb_failed"],
+        scheduler.counters["mb_done"] + scheduler.counters["mb_failed"],
+    )
+    if reason:
+        raise StepFailed(reason)
+
+
+def _committed_counters(records) -> dict[str, int]:
+    counters = {"items_done": 0, "items_failed": 0, "mb_done": 0, "mb_failed": 0}
+    for mb in records:
+        counters["mb_done" if mb["status"] == "done" else "mb_failed"] += 1
+        counters["items_done"] += mb["succeeded"] or 0
+        counters["items_failed"] += mb["failed"] or 0
+    return counters
+
+
+def _reuse(ws: Workspace, step: dict, earlier: dict, logs: StepLogs) -> None:
+    """Complete at once with the outputs of an identical earlier step run."""
+    step["output"] = earlier["spec"]["output"]
+    fields = {
+        k: earlier[k]
+        for k in (
+            "items_total",
+            "items_done",
+            "items_failed",
+            "mb_total",
+            "mb_done",
+            "mb_failed",
+            "retries",
+            "output_bytes",
+        )
+    }
+    ws.store.update_run(step["run_id"], spec=step, reused_from=earlier["id"], **fields)
+    _finish(ws, step, logs, "Completed", f"reused the outputs of step run {earlier['id']}")
+
+
+def _finish(ws: Workspace, step: dict, logs: StepLogs, status: str, summary: str) -> None:
+    store, run_id = ws.store, step["run_id"]
+    run = store.get_run(run_id)
+    counts = (
+        f"{run['items_done']} items done, {run['items_failed']} failed; "
+        f"{run['mb_done']} mini-batches done, {run['mb_failed']} failed, {run['retries']} retries"
+    )
+    logs.result(status, "\n".join(filter(None, [summary, counts])), store.errors(run_id))
+    logs.runner(f"step {step['name']} {status}: {summary or counts}")
+    error = (summary or None) if status != "Completed" else None
+    store.update_run(run_id, status=status, ended=time.time(), error=error)
+
+
+def run_pipeline(ws: Workspace, run_id: str) -> None:
+    """Carry out every step of a pipeline run in order; a failed step stops the rest."""
+    store = ws.store
+    plan = store.get_run(run_id)["spec"]
+    store.update_run(run_id, status="Running", started=time.time(), runner_pid=os.getpid())
+    steps = {step["run_id"]: step for step in plan["steps"]}
+    status, error = "Completed", None
+    for step in plan["steps"]:
+        current = store.get_run(step["run_id"])
+        if current["status"] in ("Completed", "Failed", "Canceled"):
+            if current["status"] == "Completed":
+                steps[step["run_id"]] = current["spec"]
+                continue
+        elif status == "Completed":
+            if store.get_run(run_id)["cancel_requested"]:
+                store.update_run(step["run_id"], cancel_requested=1)
+            run_step(ws, step, steps)
+            steps[step["run_id"]] = store.get_run(step["run_id"])["spec"]
+            current = store.get_run(step["run_id"])
+        if status == "Completed" and current["status"] != "Completed":
+            status = current["status"]
+            error = f"step {step['name']!r} {current['status'].lower()}: {current['error']}"
+        elif status != "Completed" and current["status"] not in ("Completed", "Failed", "Canceled"):
+            store.update_run(
+                step["run_id"],
+                status="Canceled",
+                ended=time.time(),
+                error="not started: an earlier step did not complete",
+            )
+    store.update_run(run_id, status=status, ended=time.time(), error=error)
+
+
+def main(argv: list[str] | None = None) -> None:
+    config_dir, run_id = (argv or sys.argv[1:])[:2]
+    ws = Workspace(path=config_dir)
+    try:
+        run_pipeline(ws, run_id)
+    except BaseException as error:
+        ws.store.update_run(
+            run_id,
+            status="Failed",
+            ended=time.time(),
+            error=f"the runner failed: {type(error).__name__}: {error}",
+        )
+        raise
+
+
+if __name__ == "__main__":
+    main()

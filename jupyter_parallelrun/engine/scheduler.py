@@ -1,0 +1,531 @@
+"""The scheduler: feeds mini-batches to worker processes and commits what comes back.
+
+It runs inside the runner process, one step run at a time. Each worker gets up to
+``PREFETCH`` mini-batches ahead so it never waits for the runner; the scheduler enforces
+``run_invocation_timeout`` (a stuck call gets its worker killed and replaced), retries failed
+tries up to ``run_max_try``, keeps the error budget, and commits finished mini-batches in groups:
+rows appended and fsynced first, then their state, counters and errors in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, Listener, wait
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from ..store import RunStore
+from .backends.base import Backend, WorkerHandle
+from .logs import StepLogs
+from .output import AppendRowWriter
+from .partition import MiniBatch, describe
+
+#: Mini-batches sent ahead to each worker (one running, the rest queued in its pipe).
+PREFETCH = 2
+#: Seconds between writes of worker state when no mini-batch finished.
+STATE_INTERVAL = 1.0
+
+
+class StepFailed(Exception):
+    """The step run cannot go on (error budget, no worker could start, output unwritable)."""
+
+
+class StepCanceled(Exception):
+    """``cancel()`` was asked for."""
+
+
+@dataclass
+class _InFlight:
+    mini_batch: MiniBatch
+    tries: int
+
+
+@dataclass
+class _Worker:
+    name: str
+    node_id: int
+    handle: WorkerHandle | None = None
+    conn: Connection | None = None
+    state: str = "starting"
+    queue: deque[_InFlight] = field(default_factory=deque)
+    head_started: float = 0.0
+    done: int = 0
+    failed: int = 0
+    retries: int = 0
+    restarts: int = 0
+    heartbeat: float | None = None
+    rss: int | None = None
+    cpu: float | None = None
+    started: float = 0.0
+    ended: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Budget:
+    """The error budget of SPEC §3 (``-1`` or None: unlimited)."""
+
+    error_threshold: int = -1
+    allowed_failed_count: int | None = None
+    allowed_failed_percent: float | None = None
+
+    def exceeded(self, items_failed: int, mb_failed: int, mb_total: int | None) -> str | None:
+        if self.error_threshold not in (None, -1) and items_failed > self.error_threshold:
+            return (
+                f"error_threshold={self.error_threshold} exceeded: "
+                f"{items_failed} input items failed"
+            )
+        if self.allowed_failed_count not in (None, -1) and mb_failed > self.allowed_failed_count:
+            return (
+                f"allowed_failed_count={self.allowed_failed_count} exceeded: "
+                f"{mb_failed} mini-batches failed"
+            )
+        if self.allowed_failed_percent is not None and mb_total:
+            percent = 100.0 * mb_failed / mb_total
+            if percent > self.allowed_failed_percent:
+                return (
+                    f"allowed_failed_percent={self.allowed_failed_percent} exceeded: "
+                    f"{mb_failed} of {mb_total} mini-batches failed ({percent:.1f}%)"
+                )
+        return None
+
+
+class Scheduler:
+    """Runs the mini-batches of one step run on a backend's workers.
+
+    Parameters
+    ----------
+    store, run_id
+        Where the step run's state is written.
+    backend
+        Starts and stops the worker processes.
+    mini_batches
+        The step's input, split (a stream; ids ascending). Already-committed ones are skipped
+        by the caller.
+    worker_spec
+        What every worker needs to host the entry script (see ``worker.worker_main``).
+    nodes, processes_per_node
+        How many workers to start, and how they are grouped into nodes.
+    writer
+        The ``append_row`` output, or None for ``summary_only``.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        run_id: str,
+        backend: Backend,
+        mini_batches: Iterator[MiniBatch],
+        worker_spec: dict[str, Any],
+        nodes: int,
+        processes_per_node: int,
+        writer: AppendRowWriter | None,
+        logs: StepLogs,
+        run_invocation_timeout: float,
+        run_max_try: int,
+        budget: Budget,
+        progress_update_timeout: float | None = None,
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        self.store, self.run_id, self.backend = store, run_id, backend
+        self.source = mini_batches
+        self.worker_spec = worker_spec
+        self.writer, self.logs = writer, logs
+        self.timeout = float(run_invocation_timeout)
+        self.max_try = int(run_max_try)
+        self.budget = budget
+        self.progress_update_timeout = progress_update_timeout
+        self.workers = [
+            _Worker(name=f"process{node * processes_per_node + index:03d}", node_id=node)
+            for node in range(nodes)
+            for index in range(processes_per_node)
+        ]
+        self.retry: deque[_InFlight] = deque()
+        self.exhausted = False
+        self.counters = {
+            "items_done": 0,
+            "items_failed": 0,
+            "mb_done": 0,
+            "mb_failed": 0,
+            "retries": 0,
+            **(counters or {}),
+        }
+        self.mb_total: int | None = None
+        self._results: list[tuple[dict, bytes]] = []
+        self._errors: list[dict] = []
+        self._last_state_write = 0.0
+        self._last_progress = time.time()
+        self._last_cancel_check = 0.0
+        self._authkey = secrets.token_bytes(16)
+        self._listener = Listener(family=backend.address_family, authkey=self._authkey)
+        self._arrivals: SimpleQueue = SimpleQueue()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Process every mini-batch; raises StepFailed or StepCanceled when the run stops."""
+        for worker in self.workers:
+            self._start(worker)
+        try:
+            while not self._finished():
+                self._take_arrivals()
+                self._dispatch()
+                conns = [w.conn for w in self.workers if w.conn is not None]
+                for conn in wait(conns, timeout=0.05) if conns else time.sleep(0.05) or []:
+                    self._drain(self._by_conn(conn))
+                self._watch()
+                self._commit()
+                self._check_stop()
+        finally:
+            self._commit()
+            self._stop_all()
+
+    def _finished(self) -> bool:
+        return self.exhausted and not self.retry and not any(w.queue for w in self.workers)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self._listener.accept()
+                hello = conn.recv()
+            except (OSError, EOFError):
+                return
+            self._arrivals.put((hello[1], hello[2], conn))
+
+    def _take_arrivals(self) -> None:
+        while True:
+            try:
+                name, pid, conn = self._arrivals.get_nowait()
+            except Empty:
+                return
+            worker = next(w for w in self.workers if w.name == name)
+            worker.conn, worker.handle.pid = conn, pid
+
+    def _start(self, worker: _Worker) -> None:
+        spec = {**self.worker_spec, "log_file": str(self.logs.worker_log(worker.name))}
+        worker.state, worker.conn, worker.started = "starting", None, time.time()
+        worker.exit_code = worker.error = None
+        worker.handle = self.backend.start_worker(
+            worker.name, worker.node_id, self._listener.address, self._authkey, spec
+        )
+
+    def _by_conn(self, conn: Connection) -> _Worker:
+        return next(w for w in self.workers if w.conn is conn)
+
+    def _drain(self, worker: _Worker) -> None:
+        try:
+            while worker.conn is not None and worker.conn.poll():
+                self._handle(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            self._lost(worker, "the worker process ended unexpectedly")
+
+    def _handle(self, worker: _Worker, message: tuple) -> None:
+        kind, now = message[0], time.time()
+        worker.heartbeat = now
+        if kind == "ready":
+            worker.state = "idle"
+            self.logs.runner(f"{worker.name} ready (init {message[1]:.2f}s)")
+        elif kind == "init_failed":
+            worker.state, worker.error = "failed", message[1]
+            self._errors.append(self._error_row(None, 0, "init()", worker, message[1], message[2]))
+            self.logs.runner(f"{worker.name} init() failed: {message[1]}")
+            self._close(worker)
+        elif kind == "done":
+            _, mb_id, n_items, n_ok, payload, began, ended = message
+            flight = self._finish_head(worker, mb_id, now)
+            n_failed = max(n_items - n_ok, 0)
+            worker.done += 1
+            self._results.append(
+                (
+                    self._record(
+                        flight, worker, "done", began, ended, succeeded=n_ok, failed=n_failed
+                    ),
+                    payload,
+                )
+            )
+        elif kind == "error":
+            _, mb_id, n_items, error, trace, began, ended = message
+            flight = self._finish_head(worker, mb_id, now)
+            self._failed_try(flight, worker, error, trace, began, ended, n_items)
+        elif kind == "beat":
+            worker.rss, worker.cpu = message[1], message[2]
+        elif kind == "bye":
+            worker.state = "stopped"
+
+    def _finish_head(self, worker: _Worker, mb_id: int, now: float) -> _InFlight:
+        flight = worker.queue.popleft()
+        assert flight.mini_batch.id == mb_id, (flight.mini_batch.id, mb_id)
+        worker.head_started = now
+        if not worker.queue and worker.state == "busy":
+            worker.state = "idle"
+        self._last_progress = now
+        return flight
+
+    def _failed_try(
+        self,
+        flight: _InFlight,
+        worker: _Worker,
+        error: str,
+        trace: str | None,
+        began: float,
+        ended: float,
+        n_items: int | None = None,
+    ) -> None:
+        mb = flight.mini_batch
+        self._errors.append(
+            self._error_row(mb.id, flight.tries, describe(mb.spec), worker, error, trace)
+        )
+        self.logs.runner(f"mini-batch {mb.id} try {flight.tries} failed on {worker.name}: {error}")
+        if flight.tries < self.max_try:
+            worker.retries += 1
+            self.counters["retries"] += 1
+            self.retry.append(_InFlight(mb, flight.tries + 1))
+            return
+        worker.failed += 1
+        n = n_items if n_items is not None else (mb.n_items or 0)
+        record = self._record(
+            flight, worker, "failed", began, ended, succeeded=0, failed=n, error=error
+        )
+        self._results.append((record, b""))
+
+    def _lost(self, worker: _Worker, reason: str, *, kill: bool = False) -> None:
+        """A worker died or was killed: fail its running try, requeue the rest, replace it."""
+        if kill:
+            self.backend.kill(worker.handle)
+        else:
+            self.backend.join(worker.handle, timeout=2)
+        code = self.backend.exit_code(worker.handle)
+        if code is not None and code < 0:
+            reason += f" (killed by signal {-code})"
+        elif code is not None:
+            reason += f" (exit code {code})"
+        self.logs.runner(f"{worker.name} (pid {worker.handle.pid}) lost: {reason}")
+        self._close(worker)
+        worker.exit_code = code
+        if worker.queue:
+            head = worker.queue.popleft()
+            self._failed_try(head, worker, reason, None, worker.head_started, time.time())
+            self.retry.extendleft(reversed(worker.queue))
+            worker.queue.clear()
+        if worker.state == "starting":
+            worker.state, worker.error = "failed", f"died before init() finished: {reason}"
+            self._errors.append(self._error_row(None, 0, "init()", worker, worker.error, None))
+            return
+        worker.restarts += 1
+        self._start(worker)
+
+    def _close(self, worker: _Worker) -> None:
+        if worker.conn is not None:
+            worker.conn.close()
+            worker.conn = None
+        worker.ended = time.time()
+
+    def _stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.conn is not None and worker.state in ("idle", "busy"):
+                with contextlib.suppress(OSError):
+                    worker.conn.send(("stop",))
+        deadline = time.time() + 10
+        for worker in self.workers:
+            if worker.handle is None:
+                continue
+            if worker.conn is not None and worker.state != "stopped":
+                self._wait_bye(worker, deadline)
+            self.backend.join(worker.handle, timeout=max(0.0, deadline - time.time()))
+            if self.backend.exit_code(worker.handle) is None:
+                self.backend.kill(worker.handle)
+            worker.exit_code = self.backend.exit_code(worker.handle)
+            self._close(worker)
+            if worker.state != "failed":
+                worker.state = "stopped"
+        self._listener.close()
+        self._write_state(force=True)
+
+    def _wait_bye(self, worker: _Worker, deadline: float) -> None:
+        try:
+            while worker.state != "stopped" and worker.conn.poll(max(0.0, deadline - time.time())):
+                self._handle(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            pass
+
+    # -- dispatching and watching ---------------------------------------------------------
+
+    def _next_mini_batch(self) -> _InFlight | None:
+        if self.retry:
+            return self.retry.popleft()
+        if self.exhausted:
+            return None
+        mb = next(self.source, None)
+        if mb is None:
+            self.exhausted = True
+            return None
+        return _InFlight(mb, 1)
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            while worker.state in ("idle", "busy") and len(worker.queue) < PREFETCH:
+                flight = self._next_mini_batch()
+                if flight is None:
+                    return
+                if not worker.queue:
+                    worker.head_started = time.time()
+                worker.queue.append(flight)
+                worker.state = "busy"
+                try:
+                    worker.conn.send(("mb", flight.mini_batch.id, flight.mini_batch.spec))
+                except OSError:
+                    self._lost(worker, "the worker process ended unexpectedly")
+                    break
+
+    def _watch(self) -> None:
+        now = time.time()
+        for worker in self.workers:
+            if worker.state in ("failed", "stopped"):
+                continue
+            if worker.queue and now - worker.head_started > self.timeout:
+                mb = worker.queue[0].mini_batch
+                self._lost(
+                    worker,
+                    f"TimeoutError: run() of mini-batch {mb.id} exceeded "
+                    f"run_invocation_timeout={self.timeout:g}s",
+                    kill=True,
+                )
+            elif self.backend.exit_code(worker.handle) is not None and not (
+                worker.conn is not None and worker.conn.poll()
+            ):
+                self._lost(worker, "the worker process ended unexpectedly")
+        if all(w.state == "failed" for w in self.workers):
+            causes = sorted({w.error for w in self.workers if w.error})
+            raise StepFailed("no worker process could start: " + "; ".join(causes))
+
+    def _check_stop(self) -> None:
+        now = time.time()
+        reason = self.budget.exceeded(
+            self.counters["items_failed"], self.counters["mb_failed"], self.mb_total
+        )
+        if reason:
+            raise StepFailed(reason)
+        if (
+            self.progress_update_timeout
+            and any(w.queue for w in self.workers)
+            and now - self._last_progress > self.progress_update_timeout
+        ):
+            raise StepFailed(
+                f"progress_update_timeout={self.progress_update_timeout:g}s: no mini-batch "
+                "finished in that time"
+            )
+        if now - self._last_cancel_check > 0.5:
+            self._last_cancel_check = now
+            run = self.store.get_run(self.run_id)
+            if run and run["cancel_requested"]:
+                raise StepCanceled("canceled")
+
+    # -- committing -------------------------------------------------------------------------
+
+    def _record(self, flight, worker, status, began, ended, *, succeeded, failed, error=None):
+        mb = flight.mini_batch
+        return {
+            "run_id": self.run_id,
+            "mb_id": mb.id,
+            "spec": mb.spec,
+            "n_items": succeeded + failed,
+            "status": status,
+            "tries": flight.tries,
+            "worker": worker.name,
+            "started": began,
+            "ended": ended,
+            "succeeded": succeeded,
+            "failed": failed,
+            "error": error,
+            "output_end": None,
+        }
+
+    def _error_row(self, mb_id, try_, item, worker, exception, trace):
+        return {
+            "run_id": self.run_id,
+            "mb_id": mb_id,
+            "try": try_,
+            "item": item,
+            "worker": worker.name,
+            "exception": exception,
+            "traceback": trace,
+            "time": time.time(),
+        }
+
+    def _commit(self) -> None:
+        if not self._results and not self._errors:
+            self._write_state()
+            return
+        results, self._results = self._results, []
+        errors, self._errors = self._errors, []
+        if self.writer is not None:
+            try:
+                offset = self.writer.append([payload for _, payload in results])
+            except OSError as error:
+                raise StepFailed(
+                    f"cannot write the output file {self.writer.path}: {error}"
+                ) from error
+        else:
+            offset = None
+        records = [record for record, _ in results]
+        for record in records:
+            record["output_end"] = offset
+            done = record["status"] == "done"
+            self.counters["mb_done" if done else "mb_failed"] += 1
+            self.counters["items_done"] += record["succeeded"]
+            self.counters["items_failed"] += record["failed"]
+        with self.store.transaction() as db:
+            self.store.upsert_mini_batches(db, records)
+            self.store.add_errors(db, errors)
+            self._write_state(db=db, force=True)
+        self.logs.mini_batches(records)
+
+    def _write_state(self, db=None, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_state_write < STATE_INTERVAL:
+            return
+        self._last_state_write = now
+        workers = [
+            {
+                "run_id": self.run_id,
+                "name": w.name,
+                "node_id": w.node_id,
+                "pid": w.handle.pid if w.handle else None,
+                "state": w.state,
+                "current_mb": w.queue[0].mini_batch.id if w.queue else None,
+                "done": w.done,
+                "failed": w.failed,
+                "retries": w.retries,
+                "restarts": w.restarts,
+                "heartbeat": w.heartbeat,
+                "rss": w.rss,
+                "cpu": w.cpu,
+                "started": w.started,
+                "ended": w.ended,
+                "exit_code": w.exit_code,
+                "error": w.error,
+            }
+            for w in self.workers
+        ]
+        fields = dict(self.counters)
+        if self.writer is not None:
+            fields["output_bytes"] = self.writer.offset
+        if db is None:
+            with self.store.transaction() as tx:
+                self.store.upsert_workers(tx, workers)
+                self.store.update_run(self.run_id, db=tx, **fields)
+        else:
+            self.store.upsert_workers(db, workers)
+            self.store.update_run(self.run_id, db=db, **fields)
+        self.logs.overview(self.run_id, self.counters, self.mb_total, workers)

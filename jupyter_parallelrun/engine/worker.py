@@ -1,0 +1,226 @@
+"""The worker process: hosts the user's entry script and runs its mini-batches.
+
+A worker connects back to the runner, loads the entry script, calls ``init()`` once, then runs
+every mini-batch it is sent and answers with the rows (already formatted as output lines) and
+the counts. ``shutdown()`` runs once when the runner says stop. What the script prints or logs
+goes to the worker's own log file.
+
+Messages (tuples, pickled by ``multiprocessing.connection``):
+
+worker → runner: ``("hello", name, pid)``, ``("ready", init_seconds)``,
+``("init_failed", exception, traceback)``, ``("done", mb_id, n_items, n_ok, payload, started,
+ended)``, ``("error", mb_id, n_items, exception, traceback, started, ended)``,
+``("beat", rss_bytes, cpu_seconds)``, ``("bye",)``.
+
+runner → worker: ``("mb", mb_id, spec)``, ``("stop",)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Client
+from pathlib import Path
+from typing import Any
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class MiniBatchContext:
+    """What ``run(mini_batch, mini_batch_context)`` receives (Azure's ``partition_key_value``)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.partition_key_value = values.get("partition_key_value", {})
+        self.mini_batch_id = values.get("mini_batch_id")
+
+    def __repr__(self) -> str:
+        return f"MiniBatchContext(partition_key_value={self.partition_key_value!r})"
+
+
+def resource_sample() -> tuple[int, float]:
+    """This process's resident memory in bytes and CPU seconds used so far."""
+    times = os.times()
+    try:
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * _PAGE_SIZE
+    except OSError:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return rss, times.user + times.system
+
+
+def format_rows(result: Any) -> bytes:
+    """Output lines for ``append_row``: a DataFrame row is its values joined by spaces, a list
+    element its ``str``."""
+    if hasattr(result, "itertuples"):
+        lines = [" ".join(map(str, row)) for row in result.itertuples(index=False, name=None)]
+    else:
+        lines = [str(item) for item in result]
+    if not lines:
+        return b""
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _load_entry_script(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _redirect_output(log_file: Path, level: str) -> None:
+    """Send everything the process prints, from Python or C, into its log file."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+class _Channel:
+    """The connection to the runner, shared by the main loop and the heartbeat thread."""
+
+    def __init__(self, address: Any, authkey: bytes) -> None:
+        self.conn = Client(address, authkey=authkey)
+        self.lock = threading.Lock()
+
+    def send(self, message: tuple) -> None:
+        with self.lock:
+            self.conn.send(message)
+
+    def recv(self) -> tuple:
+        return self.conn.recv()
+
+
+def _heartbeat(channel: _Channel, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            channel.send(("beat", *resource_sample()))
+        except OSError:
+            return
+
+
+def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dict) -> None:
+    """Run one worker process until the runner says stop (the body of every backend's worker)."""
+    channel = _Channel(address, authkey)
+    channel.send(("hello", name, os.getpid()))
+    _redirect_output(Path(spec["log_file"]), spec.get("logging_level", "INFO"))
+
+    from .. import entry_script
+    from .partition import load_mini_batch, mini_batch_context
+
+    source_dir = Path(spec["source_directory"])
+    os.chdir(source_dir)
+    sys.path.insert(0, str(source_dir))
+    sys.argv = [spec["entry_script"], *spec.get("arguments", [])]
+    entry_script._set_context(
+        output_dir=spec["output_dir"],
+        working_dir=str(source_dir),
+        node_id=node_id,
+        process_name=name,
+        log_dir=str(Path(spec["log_file"]).parent),
+    )
+    interval = float(spec.get("heartbeat_interval") or 0)
+    stop = threading.Event()
+    if interval > 0:
+        threading.Thread(target=_heartbeat, args=(channel, interval, stop), daemon=True).start()
+
+    started = time.time()
+    try:
+        module = _load_entry_script(source_dir / spec["entry_script"])
+        if hasattr(module, "init"):
+            module.init()
+        run = module.run
+        wants_context = len(inspect.signature(run).parameters) >= 2
+    except BaseException as error:  # noqa: BLE001 - any failure of user code is reported
+        traceback.print_exc()
+        channel.send(("init_failed", _describe(error), traceback.format_exc()))
+        stop.set()
+        return
+    logging.getLogger(__name__).info("%s ready after %.2fs", name, time.time() - started)
+    channel.send(("ready", time.time() - started))
+
+    append_rows = spec.get("output_action", "append_row") == "append_row"
+    while True:
+        message = channel.recv()
+        if message[0] == "stop":
+            break
+        _, mb_id, mb_spec = message
+        began = time.time()
+        n_items = None
+        try:
+            mini_batch = load_mini_batch(mb_spec)
+            n_items = len(mini_batch)
+            if wants_context:
+                context = MiniBatchContext({**mini_batch_context(mb_spec), "mini_batch_id": mb_id})
+                result = run(mini_batch, context)
+            else:
+                result = run(mini_batch)
+            if result is None:
+                raise TypeError("run() returned None; it must return a list or a DataFrame")
+            n_ok = min(len(result), n_items)
+            payload = format_rows(result) if append_rows else b""
+        except BaseException as error:  # noqa: BLE001 - a failed try, reported to the runner
+            traceback.print_exc()
+            channel.send(
+                (
+                    "error",
+                    mb_id,
+                    n_items,
+                    _describe(error),
+                    traceback.format_exc(),
+                    began,
+                    time.time(),
+                )
+            )
+            continue
+        channel.send(("done", mb_id, n_items, n_ok, payload, began, time.time()))
+
+    stop.set()
+    shutdown = getattr(module, "shutdown", None)
+    if callable(shutdown):
+        try:
+            shutdown()
+        except Exception:  # noqa: BLE001 - logged; the outputs are already committed
+            traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    channel.send(("bye",))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+if __name__ == "__main__":
+    # Started as ``python -m jupyter_parallelrun.engine.worker`` under another interpreter
+    # (Environment.python.interpreter_path): the arguments arrive as one JSON document.
+    import json
+
+    args = json.loads(sys.argv[1])
+    address = args["address"]
+    worker_main(
+        tuple(address) if isinstance(address, list) else address,
+        bytes.fromhex(args["authkey"]),
+        args["name"],
+        args["node_id"],
+        args["spec"],
+    )

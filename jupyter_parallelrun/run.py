@@ -1,0 +1,318 @@
+"""Experiment, PipelineRun and StepRun: thin handles over the run store.
+
+A run handle holds only the workspace and the run id; every question it answers is read from
+the store at that moment, so a handle made in another kernel, a terminal or after a restart
+(``Run.get(ws, run_id)``) sees the same run as the one ``submit()`` returned.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .progress import progress_line, run_state, summary_text
+from .store import FINAL_STATUSES
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .workspace import Workspace
+
+
+class ActivityFailedException(RuntimeError):
+    """A run ended Failed or Canceled while ``wait_for_completion(raise_on_error=True)``."""
+
+
+def _utc(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+        + f".{int(timestamp % 1 * 1e3):03d}Z"
+    )
+
+
+class Experiment:
+    """A named group of runs in a workspace.
+
+    Examples
+    --------
+    >>> run = Experiment(ws, "digit_identification").submit(pipeline)     # doctest: +SKIP
+    """
+
+    def __init__(self, workspace: Workspace, name: str) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string; got {name!r}")
+        self.workspace, self.name = workspace, name
+
+    def submit(
+        self,
+        config: Pipeline,
+        pipeline_parameters: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> PipelineRun:
+        """Validate ``config`` (a Pipeline), start it in a runner process, and return at once.
+
+        Parameters
+        ----------
+        config : Pipeline
+            The pipeline to run.
+        pipeline_parameters : dict, optional
+            Values for the pipeline's PipelineParameters, by name.
+        tags : dict, optional
+            Free-form tags stored with the run.
+        """
+        from .engine.plan import make_plan
+        from .engine.runner import start_runner
+        from .pipeline import Pipeline
+
+        if not isinstance(config, Pipeline):
+            raise TypeError(f"config must be a Pipeline; got {type(config).__name__}")
+        ws = self.workspace
+        run_id = f"{self.name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
+        plan = make_plan(ws, config, pipeline_parameters, run_id, self.name)
+        ws.store.create_run(
+            id=run_id,
+            experiment=self.name,
+            kind="pipeline",
+            status="NotStarted",
+            spec=plan,
+            tags=tags or {},
+        )
+        for step in plan["steps"]:
+            ws.store.create_run(
+                id=step["run_id"],
+                parent_id=run_id,
+                experiment=self.name,
+                name=step["name"],
+                kind="step",
+                status="NotStarted",
+                spec=step,
+            )
+        pid = start_runner(ws, run_id)
+        ws.store.update_run(run_id, runner_pid=pid)
+        return PipelineRun(self, run_id)
+
+    def get_runs(self, type: str | None = None, tags: Any = None) -> list[PipelineRun]:
+        """The experiment's runs, newest first."""
+        return [
+            PipelineRun(self, r["id"])
+            for r in self.workspace.store.list_runs(experiment=self.name, top_level=True)
+        ]
+
+    def __repr__(self) -> str:
+        return f"Experiment(workspace={self.workspace.name!r}, name={self.name!r})"
+
+
+class Run:
+    """A run of an experiment (a pipeline run or one of its step runs)."""
+
+    def __init__(self, experiment: Experiment, run_id: str) -> None:
+        self.experiment = experiment
+        self.id = run_id
+        self._store = experiment.workspace.store
+
+    @staticmethod
+    def get(workspace: Workspace, run_id: str) -> Run:
+        """Find any run of the workspace again by its id, from any kernel or process."""
+        record = workspace.store.get_run(run_id)
+        if record is None:
+            raise ValueError(f"run_id={run_id!r}: no such run in workspace {workspace.name!r}")
+        experiment = Experiment(workspace, record["experiment"])
+        return (StepRun if record["kind"] == "step" else PipelineRun)(experiment, run_id)
+
+    @property
+    def _record(self) -> dict[str, Any]:
+        return self._store.get_run(self.id)
+
+    @property
+    def name(self) -> str | None:
+        return self._record["name"]
+
+    @property
+    def status(self) -> str:
+        return self.get_status()
+
+    def get_status(self) -> str:
+        """NotStarted, Running, Completed, Failed or Canceled."""
+        return self._record["status"]
+
+    def get_state(self) -> dict[str, Any]:
+        """Status, timing and counters of the run and its steps (what RunDetails shows)."""
+        return run_state(self._store, self.id)
+
+    def wait_for_completion(
+        self,
+        show_output: bool = False,
+        timeout_seconds: float | None = None,
+        raise_on_error: bool = True,
+    ) -> str:
+        """Block until the run ends; returns its final status.
+
+        With ``show_output`` a progress line per step is kept current while waiting, and a
+        summary printed at the end. Raises ActivityFailedException when the run failed or was
+        canceled and ``raise_on_error`` is true, TimeoutError past ``timeout_seconds``.
+        """
+        deadline = None if timeout_seconds is None else time.time() + timeout_seconds
+        last_line = ""
+        while True:
+            state = self.get_state()
+            if show_output and not state["final"]:
+                line = " | ".join(progress_line(step) for step in state["steps"])
+                if line != last_line:
+                    sys.stdout.write("\r" + line.ljust(len(last_line)))
+                    sys.stdout.flush()
+                    last_line = line
+            if state["final"]:
+                break
+            if deadline is not None and time.time() > deadline:
+                raise TimeoutError(
+                    f"run {self.id} still {state['status']} after timeout_seconds={timeout_seconds}"
+                )
+            time.sleep(0.2)
+        if show_output:
+            sys.stdout.write(("\n" if last_line else "") + summary_text(state) + "\n")
+            sys.stdout.flush()
+        if raise_on_error and state["status"] != "Completed":
+            raise ActivityFailedException(
+                f"run {self.id} {state['status']}: {state['error'] or 'no error recorded'}"
+            )
+        return state["status"]
+
+    def cancel(self) -> None:
+        """Ask the runner to stop; workers stop promptly and committed output stays."""
+        runs = [self._record, *self._store.list_runs(parent_id=self.id)]
+        for run in runs:
+            if run["status"] not in FINAL_STATUSES:
+                self._store.update_run(run["id"], cancel_requested=1)
+
+    def get_details(self) -> dict[str, Any]:
+        """Azure-style details: ids, status, times, error, log files; workers and errors for a
+        step run."""
+        record = self._record
+        details = {
+            "runId": self.id,
+            "experiment": record["experiment"],
+            "target": "local",
+            "status": record["status"],
+            "startTimeUtc": _utc(record["started"]),
+            "endTimeUtc": _utc(record["ended"]),
+            "properties": {"reusedFrom": record["reused_from"]} if record["reused_from"] else {},
+            "tags": record["tags"] or {},
+            "logFiles": {name: str(self._folder / name) for name in self.get_file_names()},
+        }
+        if record["error"]:
+            details["error"] = {"message": record["error"]}
+        return details
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Counters and throughput, summed over the steps of a pipeline run."""
+        steps = self.get_state()["steps"]
+        total = lambda key: sum(step[key] or 0 for step in steps)  # noqa: E731
+        elapsed = sum(step["elapsed"] for step in steps)
+        return {
+            "items_total": total("items_total"),
+            "items_done": total("items_done"),
+            "items_failed": total("items_failed"),
+            "mini_batches_total": total("mb_total"),
+            "mini_batches_done": total("mb_done"),
+            "mini_batches_failed": total("mb_failed"),
+            "retries": total("retries"),
+            "nodes": max((step["nodes"] for step in steps), default=0),
+            "processes": max((step["processes"] for step in steps), default=0),
+            "duration_seconds": elapsed,
+            "items_per_second": total("items_done") / elapsed if elapsed else 0.0,
+        }
+
+    @property
+    def _folder(self) -> Path:
+        return self.experiment.workspace.path / "runs" / self.id
+
+    def get_file_names(self) -> list[str]:
+        """Files of the run folder (logs and snapshot), relative to it."""
+        if not self._folder.exists():
+            return []
+        return sorted(
+            str(p.relative_to(self._folder)) for p in self._folder.rglob("*") if p.is_file()
+        )
+
+    def download_file(self, name: str, output_file_path: str | None = None) -> str:
+        """Copy one of :meth:`get_file_names` to ``output_file_path``."""
+        source = self._folder / name
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"name={name!r} is not a file of run {self.id}; see get_file_names()"
+            )
+        target = Path(output_file_path or Path(name).name)
+        if target.is_dir():
+            target = target / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        return str(target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, status={self.get_status()!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(summary_text(self.get_state()))
+
+
+class PipelineRun(Run):
+    """A submitted pipeline: the handle ``Experiment.submit()`` returns."""
+
+    def get_steps(self) -> list[StepRun]:
+        return [StepRun(self.experiment, r["id"]) for r in self._store.list_runs(parent_id=self.id)]
+
+    get_children = get_steps
+
+    def find_step_run(self, name: str) -> list[StepRun]:
+        """The step runs of the step called ``name`` (a list, as Azure returns)."""
+        return [step for step in self.get_steps() if step.name == name]
+
+
+class StepRun(Run):
+    """The run of one ParallelRunStep inside a pipeline run."""
+
+    def get_output_data(self, name: str) -> PortDataReference:
+        """The step's output called ``name`` (its PipelineData's name)."""
+        output = self._record["spec"]["output"]
+        if output["name"] != name:
+            raise ValueError(
+                f"name={name!r} is not an output of step {self.name!r}; its output is "
+                f"{output['name']!r}"
+            )
+        return PortDataReference(self.experiment.workspace, output)
+
+    def get_output(self) -> PortDataReference:
+        return self.get_output_data(self._record["spec"]["output"]["name"])
+
+
+class PortDataReference:
+    """Where a step's output lies on its datastore; ``download`` copies it out."""
+
+    def __init__(self, workspace: Workspace, output: dict[str, Any]) -> None:
+        from .datastore import Datastore
+
+        self.name = output["name"]
+        self.datastore = Datastore.get(workspace, output["datastore"])
+        self.path_on_datastore: str = output["path_on_datastore"]
+
+    def download(self, local_path: str, overwrite: bool = False, show_progress: bool = True) -> str:
+        """Copy the output to ``local_path/path_on_datastore``; returns that folder."""
+        source = self.datastore.local_path(self.path_on_datastore)
+        target = Path(local_path) / self.path_on_datastore
+        if target.exists() and not overwrite and any(target.iterdir()):
+            raise FileExistsError(
+                f"local_path={local_path!r} already holds {target}; pass overwrite=True"
+            )
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        return str(target)
+
+    def __repr__(self) -> str:
+        return (
+            f"PortDataReference(name={self.name!r}, path_on_datastore={self.path_on_datastore!r})"
+        )

@@ -1,0 +1,321 @@
+"""The run store: the one place that reads and writes workspace state.
+
+Everything a notebook, a terminal or a worker needs to know about a workspace lives in one
+SQLite database (``store.sqlite`` in the workspace folder): the registries (datastores,
+datasets, models, environments, compute targets, experiments), the runs with their counters,
+every mini-batch, every worker process and every error. The database runs in WAL mode so the
+runner can write while any number of readers watch.
+
+Writers batch their changes: the runner commits the state of many mini-batches, the workers'
+heartbeats and the errors of one scheduling round in a single transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS registry (
+    kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    spec TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (kind, name, version)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, parent_id TEXT, experiment TEXT NOT NULL, name TEXT,
+    kind TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
+    started REAL, ended REAL, spec TEXT, tags TEXT, error TEXT, runner_pid INTEGER,
+    reused_from TEXT, fingerprint TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
+    items_total INTEGER, items_done INTEGER NOT NULL DEFAULT 0,
+    items_failed INTEGER NOT NULL DEFAULT 0, mb_total INTEGER,
+    mb_done INTEGER NOT NULL DEFAULT 0, mb_failed INTEGER NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0, output_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, created);
+CREATE TABLE IF NOT EXISTS mini_batches (
+    run_id TEXT NOT NULL, mb_id INTEGER NOT NULL, spec TEXT, n_items INTEGER,
+    status TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0, worker TEXT,
+    started REAL, ended REAL, succeeded INTEGER, failed INTEGER, error TEXT,
+    output_end INTEGER,
+    PRIMARY KEY (run_id, mb_id)
+);
+CREATE TABLE IF NOT EXISTS workers (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, node_id INTEGER NOT NULL, pid INTEGER,
+    state TEXT NOT NULL, current_mb INTEGER, done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0, retries INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0, heartbeat REAL, rss INTEGER, cpu REAL,
+    started REAL, ended REAL, exit_code INTEGER, error TEXT,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS errors (
+    run_id TEXT NOT NULL, mb_id INTEGER, try INTEGER, item TEXT, worker TEXT,
+    exception TEXT, traceback TEXT, time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
+"""
+
+#: The statuses a run ends in, as Azure ML names them.
+FINAL_STATUSES = ("Completed", "Failed", "Canceled")
+
+_RUN_COLUMNS = frozenset(
+    {
+        "id",
+        "parent_id",
+        "experiment",
+        "name",
+        "kind",
+        "status",
+        "created",
+        "started",
+        "ended",
+        "spec",
+        "tags",
+        "error",
+        "runner_pid",
+        "reused_from",
+        "fingerprint",
+        "cancel_requested",
+        "items_total",
+        "items_done",
+        "items_failed",
+        "mb_total",
+        "mb_done",
+        "mb_failed",
+        "retries",
+        "output_bytes",
+    }
+)
+_JSON_COLUMNS = {"spec", "tags"}
+
+
+def _encode(column: str, value: Any) -> Any:
+    return json.dumps(value) if column in _JSON_COLUMNS and value is not None else value
+
+
+def _decode_row(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    for column in _JSON_COLUMNS & record.keys():
+        if record[column] is not None:
+            record[column] = json.loads(record[column])
+    return record
+
+
+class RunStore:
+    """Access to one workspace's ``store.sqlite``; safe to share between threads.
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file. Created with its schema when missing.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything done on the yielded connection commits together."""
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- registries -------------------------------------------------------------------------
+
+    def register(
+        self, kind: str, name: str, spec: dict[str, Any], *, new_version: bool = True
+    ) -> int:
+        """Store ``spec`` under ``kind``/``name``; returns its version.
+
+        With ``new_version`` the spec gets the next version number; without it the latest
+        version is replaced (version 1 when there is none).
+        """
+        with self.transaction() as db:
+            (latest,) = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM registry WHERE kind=? AND name=?",
+                (kind, name),
+            ).fetchone()
+            version = latest + 1 if new_version or latest == 0 else latest
+            db.execute(
+                "INSERT OR REPLACE INTO registry VALUES (?, ?, ?, ?, ?)",
+                (kind, name, version, json.dumps(spec), time.time()),
+            )
+        return version
+
+    def lookup(self, kind: str, name: str, version: int | None = None) -> tuple[int, dict] | None:
+        """The spec of ``kind``/``name`` at ``version`` (latest when None), or None."""
+        query = "SELECT version, spec FROM registry WHERE kind=? AND name=?"
+        args: tuple = (kind, name)
+        if version is None:
+            query += " ORDER BY version DESC LIMIT 1"
+        else:
+            query += " AND version=?"
+            args += (int(version),)
+        row = self._connect().execute(query, args).fetchone()
+        return None if row is None else (row["version"], json.loads(row["spec"]))
+
+    def entries(self, kind: str, *, latest_only: bool = True) -> list[tuple[str, int, dict]]:
+        """``(name, version, spec)`` of every entry of ``kind``, sorted by name then version."""
+        rows = self._connect().execute(
+            "SELECT name, version, spec FROM registry WHERE kind=? ORDER BY name, version", (kind,)
+        )
+        found = [(r["name"], r["version"], json.loads(r["spec"])) for r in rows]
+        if latest_only:
+            latest = {name: (name, version, spec) for name, version, spec in found}
+            found = list(latest.values())
+        return found
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def create_run(self, **fields: Any) -> None:
+        """Insert a run; ``id``, ``experiment``, ``kind`` and ``status`` are required."""
+        fields.setdefault("created", time.time())
+        columns = list(fields)
+        unknown = set(columns) - set(_RUN_COLUMNS)
+        if unknown:
+            raise KeyError(f"unknown run fields: {sorted(unknown)}")
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [_encode(c, fields[c]) for c in columns],
+            )
+
+    def update_run(self, run_id: str, db: sqlite3.Connection | None = None, **fields: Any) -> None:
+        """Set fields of a run (inside ``db``'s transaction when given)."""
+        assignments = ", ".join(f"{c}=?" for c in fields)
+        args = [_encode(c, v) for c, v in fields.items()] + [run_id]
+        sql = f"UPDATE runs SET {assignments} WHERE id=?"
+        if db is not None:
+            db.execute(sql, args)
+            return
+        with self.transaction() as tx:
+            tx.execute(sql, args)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._connect().execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return None if row is None else _decode_row(row)
+
+    def list_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        parent_id: str | None = None,
+        top_level: bool = False,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first (steps of a pipeline in the order they were created)."""
+        where, args = [], []
+        if experiment is not None:
+            where.append("experiment=?")
+            args.append(experiment)
+        if parent_id is not None:
+            where.append("parent_id=?")
+            args.append(parent_id)
+        if top_level:
+            where.append("parent_id IS NULL")
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created ASC, rowid ASC" if parent_id else " ORDER BY created DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_decode_row(r) for r in self._connect().execute(sql, args)]
+
+    def find_reusable(self, fingerprint: str) -> dict[str, Any] | None:
+        """The newest completed step run with this fingerprint, if any."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT * FROM runs WHERE fingerprint=? AND status='Completed' "
+                "ORDER BY created DESC LIMIT 1",
+                (fingerprint,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _decode_row(row)
+
+    # -- mini-batches, workers, errors ------------------------------------------------------
+
+    def mini_batches(self, run_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM mini_batches WHERE run_id=?"
+        args: list = [run_id]
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status)
+        rows = self._connect().execute(sql + " ORDER BY mb_id", args)
+        return [_decode_mini_batch(r) for r in rows]
+
+    def upsert_mini_batches(self, db: sqlite3.Connection, records: Iterable[dict]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO mini_batches (run_id, mb_id, spec, n_items, status, tries, "
+            "worker, started, ended, succeeded, failed, error, output_end) VALUES "
+            "(:run_id, :mb_id, :spec, :n_items, :status, :tries, :worker, :started, :ended, "
+            ":succeeded, :failed, :error, :output_end)",
+            [{**r, "spec": json.dumps(r["spec"])} for r in records],
+        )
+
+    def workers(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._connect().execute(
+            "SELECT * FROM workers WHERE run_id=? ORDER BY node_id, name", (run_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def upsert_workers(self, db: sqlite3.Connection, records: Iterable[dict]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO workers (run_id, name, node_id, pid, state, current_mb, done, "
+            "failed, retries, restarts, heartbeat, rss, cpu, started, ended, exit_code, error) "
+            "VALUES (:run_id, :name, :node_id, :pid, :state, :current_mb, :done, :failed, "
+            ":retries, :restarts, :heartbeat, :rss, :cpu, :started, :ended, :exit_code, :error)",
+            list(records),
+        )
+
+    def errors(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM errors WHERE run_id=? ORDER BY time DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [dict(r) for r in self._connect().execute(sql, (run_id,))]
+
+    def add_errors(self, db: sqlite3.Connection, records: Iterable[dict]) -> None:
+        db.executemany(
+            "INSERT INTO errors (run_id, mb_id, try, item, worker, exception, traceback, time) "
+            "VALUES (:run_id, :mb_id, :try, :item, :worker, :exception, :traceback, :time)",
+            list(records),
+        )
+
+
+def _decode_mini_batch(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    if record["spec"] is not None:
+        record["spec"] = json.loads(record["spec"])
+    return record

@@ -1,0 +1,245 @@
+"""End-to-end step runs with real runner and worker processes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import ECHO_SCRIPT, file_dataset, output_rows, submit_step
+
+from jupyter_parallelrun import ActivityFailedException, Run
+
+
+def test_append_row_has_every_item_once(ws, write_script, files):
+    run = submit_step(ws, write_script(ECHO_SCRIPT), file_dataset(files(25)), mini_batch_size=4)
+    assert run.wait_for_completion() == "Completed"
+    rows = output_rows(run)
+    assert sorted(rows) == [f"item_{i:03d}.txt {i}" for i in range(25)]
+    metrics = run.get_metrics()
+    assert metrics["items_done"] == 25 and metrics["items_failed"] == 0
+    assert metrics["mini_batches_done"] == 7 and metrics["mini_batches_total"] == 7
+    assert metrics["processes"] == 2
+
+
+def test_summary_only_counts_without_output_file(ws, write_script, files):
+    run = submit_step(
+        ws, write_script(ECHO_SCRIPT), file_dataset(files(9)), output_action="summary_only"
+    )
+    run.wait_for_completion()
+    assert output_rows(run) == []
+    assert run.get_metrics()["items_done"] == 9
+
+
+def test_partial_results_count_failed_items(ws, write_script, files):
+    script = write_script(
+        """
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [p for p in mini_batch if not p.endswith(("3.txt", "7.txt"))]
+        """
+    )
+    run = submit_step(ws, script, file_dataset(files(10)), mini_batch_size=5)
+    run.wait_for_completion()
+    metrics = run.get_metrics()
+    assert (metrics["items_done"], metrics["items_failed"]) == (8, 2)
+    assert metrics["mini_batches_failed"] == 0
+
+
+RAISE_ON_FIVE = """
+def init():
+    pass
+
+def run(mini_batch):
+    if any(p.endswith("item_005.txt") for p in mini_batch):
+        raise ValueError("cannot score item_005")
+    return [p for p in mini_batch]
+"""
+
+
+def test_failing_mini_batch_is_retried_then_counted(ws, write_script, files):
+    run = submit_step(
+        ws, write_script(RAISE_ON_FIVE), file_dataset(files(12)), mini_batch_size=2, run_max_try=3
+    )
+    assert run.wait_for_completion() == "Completed"
+    metrics = run.get_metrics()
+    assert (metrics["items_done"], metrics["items_failed"]) == (10, 2)
+    assert (metrics["mini_batches_failed"], metrics["retries"]) == (1, 2)
+    step = run.find_step_run("score-step")[0]
+    errors = ws.store.errors(step.id)
+    assert len(errors) == 3 and {e["try"] for e in errors} == {1, 2, 3}
+    assert all("ValueError: cannot score item_005" in e["exception"] for e in errors)
+    assert "raise ValueError" in errors[0]["traceback"]
+    assert "item_005.txt" in errors[0]["item"]
+    assert len(output_rows(run)) == 10
+
+
+def test_error_threshold_exceeded_fails_and_keeps_rows(ws, write_script, files):
+    run = submit_step(
+        ws,
+        write_script(RAISE_ON_FIVE),
+        file_dataset(files(40)),
+        mini_batch_size=2,
+        run_max_try=1,
+        error_threshold=1,
+        process_count_per_node=1,
+    )
+    with pytest.raises(ActivityFailedException, match="error_threshold=1 exceeded"):
+        run.wait_for_completion()
+    assert run.get_status() == "Failed"
+    step = run.find_step_run("score-step")[0]
+    assert (
+        "error_threshold=1 exceeded: 2 input items failed" in step.get_details()["error"]["message"]
+    )
+    done = run.get_metrics()["items_done"]
+    assert len(output_rows(run)) == done
+
+
+def test_allowed_failed_count_and_percent(ws, write_script, files):
+    data = file_dataset(files(10))
+    script = write_script(RAISE_ON_FIVE)
+    tolerant = submit_step(
+        ws, script, data, mini_batch_size=1, run_max_try=1, allowed_failed_count=1
+    )
+    assert tolerant.wait_for_completion() == "Completed"
+    strict = submit_step(ws, script, data, mini_batch_size=1, run_max_try=1, allowed_failed_count=0)
+    with pytest.raises(ActivityFailedException, match="allowed_failed_count=0 exceeded"):
+        strict.wait_for_completion()
+    percent = submit_step(
+        ws, script, data, mini_batch_size=1, run_max_try=1, allowed_failed_percent=5
+    )
+    with pytest.raises(ActivityFailedException, match="allowed_failed_percent=5"):
+        percent.wait_for_completion()
+
+
+def test_stuck_run_is_stopped_and_retried(ws, write_script, files):
+    script = write_script(
+        """
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            if any(p.endswith("item_002.txt") for p in mini_batch):
+                time.sleep(60)
+            return list(mini_batch)
+        """
+    )
+    started = time.time()
+    run = submit_step(
+        ws,
+        script,
+        file_dataset(files(6)),
+        mini_batch_size=1,
+        run_invocation_timeout=1,
+        run_max_try=2,
+    )
+    assert run.wait_for_completion(timeout_seconds=60) == "Completed"
+    assert time.time() - started < 30
+    metrics = run.get_metrics()
+    assert (metrics["items_done"], metrics["items_failed"]) == (5, 1)
+    step = run.find_step_run("score-step")[0]
+    errors = ws.store.errors(step.id)
+    assert [e["try"] for e in sorted(errors, key=lambda e: e["try"])] == [1, 2]
+    assert all("run_invocation_timeout=1s" in e["exception"] for e in errors)
+    assert sum(w["restarts"] for w in ws.store.workers(step.id)) == 2
+
+
+def test_failing_init_fails_the_run_with_its_traceback(ws, write_script, files):
+    script = write_script(
+        """
+        def init():
+            raise RuntimeError("model file is missing")
+
+        def run(mini_batch):
+            return mini_batch
+        """
+    )
+    run = submit_step(ws, script, file_dataset(files(4)))
+    with pytest.raises(ActivityFailedException, match="model file is missing"):
+        run.wait_for_completion(timeout_seconds=60)
+    step = run.find_step_run("score-step")[0]
+    errors = ws.store.errors(step.id)
+    assert errors and 'raise RuntimeError("model file is missing")' in errors[0]["traceback"]
+    assert "no worker process could start" in step.get_details()["error"]["message"]
+
+
+def test_nodes_processes_environment_arguments_and_entry_script(ws, write_script, files):
+    script = write_script(
+        """
+        import argparse, os, sys
+        from jupyter_parallelrun import EntryScript
+
+        def init():
+            global args
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--scale", type=int)
+            args, _ = parser.parse_known_args()
+            EntryScript().logger.info("init of %s", EntryScript().process_name)
+            print("printed from init")
+
+        def run(mini_batch):
+            e = EntryScript()
+            return [
+                f"{os.path.basename(p)} {e.node_id} {e.process_name} "
+                f"{os.environ['GREETING']} {os.environ['OMP_NUM_THREADS']} {args.scale}"
+                for p in mini_batch
+            ]
+        """
+    )
+    run = submit_step(
+        ws,
+        script,
+        file_dataset(files(16)),
+        mini_batch_size=1,
+        node_count=2,
+        process_count_per_node=2,
+        environment_variables={"GREETING": "hello"},
+        step_kwargs={"arguments": ["--scale", 3]},
+    )
+    run.wait_for_completion()
+    rows = [row.split() for row in output_rows(run)]
+    assert len(rows) == 16
+    assert {r[1] for r in rows} <= {"0", "1"}
+    assert {r[3:] for r in map(tuple, rows)} == {("hello", "1", "3")}
+    step = run.find_step_run("score-step")[0]
+    workers = ws.store.workers(step.id)
+    assert [(w["name"], w["node_id"]) for w in workers] == [
+        ("process000", 0),
+        ("process001", 0),
+        ("process002", 1),
+        ("process003", 1),
+    ]
+    log = (ws.path / "runs" / step.id / "logs" / "workers" / "process000.txt").read_text()
+    assert "init of process000" in log and "printed from init" in log
+
+
+def test_empty_input_completes_with_zero_items(ws, write_script, tmp_path):
+    from jupyter_parallelrun import Dataset
+
+    (tmp_path / "empty").mkdir()
+    data = Dataset.File.from_files(path=str(tmp_path / "empty"), validate=False)
+    run = submit_step(ws, write_script(ECHO_SCRIPT), data)
+    assert run.wait_for_completion(timeout_seconds=60) == "Completed"
+    assert run.get_metrics()["items_total"] == 0
+
+
+def test_run_is_found_again_from_its_id(ws, write_script, files):
+    run = submit_step(ws, write_script(ECHO_SCRIPT), file_dataset(files(3)))
+    run.wait_for_completion()
+    again = Run.get(ws, run.id)
+    assert again.get_status() == "Completed"
+    assert [r.id for r in again.experiment.get_runs()] == [run.id]
+    step = Run.get(ws, run.find_step_run("score-step")[0].id)
+    names = step.get_file_names()
+    for log in (
+        "logs/job_result.txt",
+        "logs/job_progress_overview.txt",
+        "logs/mini_batches.jsonl",
+        "logs/job_error.txt",
+        "logs/workers/process000.txt",
+    ):
+        assert log in names
+    assert "Completed" in (ws.path / "runs" / step.id / "logs" / "job_result.txt").read_text()

@@ -1,0 +1,200 @@
+"""Environment, CondaDependencies, and the check of an environment against the workers' Python."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from jupyter_parallelrun import DEFAULT_CPU_IMAGE, CondaDependencies, Environment
+from jupyter_parallelrun.environment import EnvironmentCheckError, check_environment
+
+PANDAS = importlib.metadata.version("pandas")
+
+
+def environment(*pip_packages, **python):
+    env = Environment(name="batch_environment")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=list(pip_packages))
+    for key, value in python.items():
+        setattr(env.python, key, value)
+    return env
+
+
+def test_conda_dependencies():
+    deps = CondaDependencies.create(
+        pip_packages=["tensorflow-cpu", "pillow"],
+        conda_packages=["numpy"],
+        python_version="3.11",
+        pip_indexurl="https://example.org/simple",
+    )
+    assert deps.pip_packages == ["tensorflow-cpu", "pillow"]
+    assert deps.conda_packages == ["python=3.11", "numpy"]
+    deps.add_pip_package("pillow>=10")
+    deps.add_conda_package("scipy")
+    assert deps.pip_packages == ["tensorflow-cpu", "pillow>=10"]
+    assert deps.conda_packages[-1] == "scipy"
+    text = deps.serialize_to_string()
+    assert "- pip:\n  - --index-url https://example.org/simple\n  - tensorflow-cpu\n" in text
+    assert "- python=3.11\n- numpy\n" in text
+    with pytest.raises(TypeError, match="pip_package must be a non-empty string; got ''"):
+        deps.add_pip_package("")
+
+
+def test_conda_specification_round_trip(tmp_path):
+    deps = CondaDependencies.create(pip_packages=["pandas>=2"], conda_packages=["numpy"])
+    path = tmp_path / "env.yml"
+    path.write_text(deps.serialize_to_string())
+    env = Environment.from_conda_specification("from_yaml", path)
+    read = env.python.conda_dependencies
+    assert (read.pip_packages, read.conda_packages) == (["pandas>=2"], ["numpy"])
+
+
+def test_conda_specification_layouts(tmp_path):
+    path = tmp_path / "env.yml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            name: scoring  # the environment
+            channels:
+              - conda-forge
+            dependencies:
+              - python=3.8
+              - pip
+              - pip:
+                  - "tensorflow-cpu==2.15"
+                  - pillow  # images
+              - scipy
+            """
+        )
+    )
+    deps = Environment.from_conda_specification("scoring", path).python.conda_dependencies
+    assert deps.pip_packages == ["tensorflow-cpu==2.15", "pillow"]
+    assert deps.conda_packages == ["python=3.8", "pip", "scipy"]
+    assert deps.channels == ["conda-forge"]
+    path.write_text("dependencies:\n  - pip: [pandas]\n")
+    with pytest.raises(ValueError, match="write the pip packages as a block list"):
+        Environment.from_conda_specification("flow", path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        Environment.from_conda_specification("missing", tmp_path / "missing.yml")
+
+
+def test_from_pip_requirements(tmp_path):
+    path = tmp_path / "requirements.txt"
+    path.write_text("# scoring\n--index-url https://example.org\npandas>=2  # tables\n\npillow\n")
+    env = Environment.from_pip_requirements("scoring", path)
+    assert env.python.conda_dependencies.pip_packages == ["pandas>=2", "pillow"]
+    with pytest.raises(FileNotFoundError, match="file_path=.*no such file"):
+        Environment.from_pip_requirements("scoring", tmp_path / "none.txt")
+
+
+def test_defaults_and_name():
+    env = Environment(name="batch_environment")
+    assert env.version is None and env.environment_variables == {}
+    assert env.python.interpreter_path is None and env.python.conda_dependencies is None
+    assert env.docker.base_image == DEFAULT_CPU_IMAGE and env.docker.enabled is False
+    with pytest.raises(ValueError, match="name must be a non-empty string; got ''"):
+        Environment(name="")
+
+
+def test_register_and_get(ws):
+    env = environment("pandas")
+    env.environment_variables["OMP_NUM_THREADS"] = "1"
+    assert env.register(ws).version == "1"
+    assert env.register(ws).version == "1"
+    env.python.conda_dependencies.add_pip_package("pillow")
+    assert env.register(ws).version == "2"
+    latest = Environment.get(ws, "batch_environment")
+    assert latest.version == "2"
+    assert latest.python.conda_dependencies.pip_packages == ["pandas", "pillow"]
+    assert latest.environment_variables == {"OMP_NUM_THREADS": "1"}
+    first = Environment.get(ws, "batch_environment", version="1")
+    assert first.python.conda_dependencies.pip_packages == ["pandas"]
+    assert sorted(ws.environments) == ["batch_environment"]
+    with pytest.raises(ValueError, match="no environment 'other'.*registered: batch_environment"):
+        Environment.get(ws, "other")
+    with pytest.raises(ValueError, match="no environment 'batch_environment' version 3"):
+        Environment.get(ws, "batch_environment", 3)
+
+
+def test_spec_round_trip():
+    env = environment("pandas", interpreter_path="/opt/python")
+    env.docker.enabled = True
+    again = Environment.from_spec(env.to_spec())
+    assert again.to_spec() == env.to_spec()
+
+
+def test_check_passes_for_installed_packages():
+    spec = environment("pandas", f"pandas=={PANDAS}", "tensorflow_cpu", "Pandas>=1").to_spec()
+    assert check_environment(spec) == []
+    assert check_environment(None) == []
+    assert check_environment(Environment("bare").to_spec()) == []
+
+
+def test_check_names_missing_and_mismatched_packages():
+    spec = environment("nosuchpkg", "pandas>=99", "pillow").to_spec()
+    with pytest.raises(EnvironmentCheckError) as raised:
+        check_environment(spec)
+    message = str(raised.value)
+    assert message.startswith(
+        f"environment 'batch_environment': pip package 'nosuchpkg' is not installed in "
+        f"{sys.executable}; 'pandas>=99' needs pandas>=99, found {PANDAS}"
+    )
+    assert "pillow" not in message
+
+
+def test_check_skips_what_it_cannot_or_need_not_check():
+    spec = environment(
+        "azureml-core",
+        "azureml_defaults>=1",
+        "nosuchpkg; python_version < '3'",
+        "git+https://github.com/example/repo.git",
+        "thing @ https://example.org/thing.whl",
+    ).to_spec()
+    warnings = check_environment(spec)
+    assert len(warnings) == 2
+    assert "'git+https://github.com/example/repo.git' not checked" in warnings[0]
+    assert "'thing @ https://example.org/thing.whl' not checked: it is a URL" in warnings[1]
+
+
+def test_check_warns_about_docker_and_conda():
+    env = environment("pandas")
+    env.docker.enabled = True
+    env.docker.base_image = "my/image:1"
+    env.python.conda_dependencies.add_conda_package("python=2.7")
+    env.python.conda_dependencies.add_conda_package("scipy")
+    warnings = check_environment(env.to_spec())
+    assert warnings[0].startswith(
+        "environment 'batch_environment': docker settings recorded, not applied: workers run as "
+        "local processes (enabled=True, base_image='my/image:1')"
+    )
+    assert "asks for python=2.7; the workers run Python 3." in warnings[1]
+    assert "conda packages recorded, not checked: scipy" in warnings[2]
+    env.python.conda_dependencies = CondaDependencies.create(
+        python_version=".".join(map(str, sys.version_info[:2]))
+    )
+    env.docker = Environment("x").docker
+    assert check_environment(env.to_spec()) == []
+
+
+def test_interpreter_path(tmp_path):
+    assert check_environment(environment("pandas", interpreter_path=sys.executable).to_spec()) == []
+    missing = str(tmp_path / "no-python")
+    with pytest.raises(EnvironmentCheckError, match=f"interpreter_path='{missing}' does not exist"):
+        check_environment(environment("pandas", interpreter_path=missing).to_spec())
+
+
+def test_interpreter_path_runs_the_check_in_that_python(tmp_path):
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    assert check_environment(environment("pandas", interpreter_path=str(wrapper)).to_spec()) == []
+    with pytest.raises(EnvironmentCheckError, match=f"'nosuchpkg' is not installed in {wrapper}"):
+        check_environment(environment("nosuchpkg", interpreter_path=str(wrapper)).to_spec())
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\necho broken >&2\nexit 3\n")
+    broken.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(EnvironmentCheckError, match="failed to report its packages: broken"):
+        check_environment(environment("pandas", interpreter_path=str(broken)).to_spec())
