@@ -60,6 +60,7 @@ class AmlComputeProvisioningConfiguration:
         self.idle_seconds_before_scaledown = idle_seconds_before_scaledown
 
     def to_spec(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict."""
         return {
             "vm_size": self.vm_size,
             "vm_priority": self.vm_priority,
@@ -159,10 +160,12 @@ class ComputeTarget:
 
     @property
     def type(self) -> str:
+        """The kind of target, as stored: ``"AmlCompute"``."""
         return self._spec["type"]
 
     @property
     def provisioning_state(self) -> str:
+        """Always ``"Succeeded"``: a local target is ready when created."""
         return "Succeeded"
 
     def wait_for_completion(
@@ -181,6 +184,7 @@ class ComputeTarget:
             db.execute("DELETE FROM registry WHERE kind='compute' AND name=?", (self.name,))
 
     def to_spec(self) -> dict[str, Any]:
+        """The target's stored settings, ``"type"`` and ``"name"`` among them."""
         return dict(self._spec)
 
     def __repr__(self) -> str:
@@ -264,14 +268,17 @@ class AmlCompute(ComputeTarget):
 
     @property
     def max_nodes(self) -> int:
+        """The most nodes a step may use."""
         return self._spec["max_nodes"]
 
     @property
     def min_nodes(self) -> int:
+        """Recorded as Azure records it."""
         return self._spec["min_nodes"]
 
     @property
     def vm_size(self) -> str:
+        """Recorded as Azure records it."""
         return self._spec["vm_size"]
 
     def get_status(self) -> AmlComputeStatus:

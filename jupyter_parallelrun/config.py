@@ -171,10 +171,10 @@ def _check_field(field: str, value: Any) -> Any:
 
 
 def _merge(v1_name: str, v1_value: Any, v1_default: Any, v2_name: str, v2_value: Any) -> Any:
-    """The value of a setting that has an SDK v1 and an SDK v2 name."""
+    """The value of a setting with an SDK v1 and an SDK v2 name (v1 at its default yields)."""
     if v2_value is None:
         return v1_value
-    if v1_value is not v1_default and v1_value != v2_value:
+    if v1_value != v1_default and v1_value != v2_value:
         raise ValueError(
             f"{v1_name}={v1_value!r} and {v2_name}={v2_value!r} set the same thing; give one"
         )

@@ -124,6 +124,7 @@ class CondaDependencies:
         return "\n".join(lines) + "\n"
 
     def to_spec(self) -> dict[str, Any]:
+        """The dependencies as a JSON-able dict."""
         return {
             "pip_packages": list(self._pip),
             "conda_packages": list(self._conda),
@@ -133,6 +134,7 @@ class CondaDependencies:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> CondaDependencies:
+        """The dependencies that :meth:`to_spec` describes."""
         deps = cls()
         deps._pip = list(spec.get("pip_packages") or [])
         deps._conda = list(spec.get("conda_packages") or [])
@@ -283,6 +285,7 @@ class Environment:
         return env
 
     def to_spec(self) -> dict[str, Any]:
+        """The environment as a JSON-able dict: what is registered and what runs check."""
         deps = self.python.conda_dependencies
         return {
             "name": self.name,
@@ -298,6 +301,7 @@ class Environment:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Environment:
+        """The environment that :meth:`to_spec` describes."""
         env = cls(spec["name"])
         env.version = spec.get("version")
         python = spec.get("python") or {}

@@ -143,7 +143,14 @@ class Run:
 
     def get_state(self) -> dict[str, Any]:
         """Status, timing and counters of the run and its steps (what RunDetails shows)."""
-        return run_state(self._store, self.id)
+        state = run_state(self._store, self.id)
+        if not state["final"]:
+            from .engine.runner import fail_if_runner_died
+
+            record = self._record
+            fail_if_runner_died(self.experiment.workspace, record["parent_id"] or self.id)
+            state = run_state(self._store, self.id)
+        return state
 
     def wait_for_completion(
         self,

@@ -10,6 +10,7 @@ run store, where any notebook or terminal can watch it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..store import FINAL_STATUSES
 from ..workspace import WORKSPACE_ENV, Workspace
+from . import python_path
 from .backends import LocalBackend
 from .logs import StepLogs
 from .output import AppendRowWriter
@@ -54,12 +57,50 @@ def start_runner(ws: Workspace, run_id: str) -> int:
                 str(ws.config_file.parent),
                 run_id,
             ],
+            env={**os.environ, "PYTHONPATH": python_path()},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     return process.pid
+
+
+def runner_alive(pid: int) -> bool:
+    """Whether runner process ``pid`` still runs on this machine (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
+            state, cmdline = stat.read().rsplit(")", 1)[1].split()[0], cmd.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel whether the pid exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return b"jupyter_parallelrun.engine.runner" in cmdline
+
+
+def fail_if_runner_died(ws: Workspace, run_id: str) -> None:
+    """Mark a pipeline run Failed when its runner ended without finishing it."""
+    run = ws.store.get_run(run_id)
+    if run["status"] in FINAL_STATUSES or not run["runner_pid"] or runner_alive(run["runner_pid"]):
+        return
+    if ws.store.get_run(run_id)["status"] in FINAL_STATUSES:  # it finished as we looked
+        return
+    log = ws.path / "runs" / run_id / "runner_stdout.txt"
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    error = f"the runner process (pid {run['runner_pid']}) ended without finishing the run"
+    if lines:
+        error += f": {lines[-1]}"
+    for record in [run, *ws.store.list_runs(parent_id=run_id)]:
+        if record["status"] not in FINAL_STATUSES:
+            ws.store.update_run(record["id"], status="Failed", ended=time.time(), error=error)
 
 
 def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:

@@ -10,6 +10,7 @@ rows appended and fsynced first, then their state, counters and errors in one tr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import secrets
 import threading
 import time
@@ -173,21 +174,31 @@ class Scheduler:
 
     def run(self) -> None:
         """Process every mini-batch; raises StepFailed or StepCanceled when the run stops."""
+        first = next(self.source, None)
+        if first is None:  # an empty input: nothing to start workers for
+            self.exhausted = True
+            self._write_state(force=True)
+            return
+        self.source = itertools.chain([first], self.source)
         for worker in self.workers:
             self._start(worker)
+        finished = False
         try:
             while not self._finished():
                 self._take_arrivals()
                 self._dispatch()
                 conns = [w.conn for w in self.workers if w.conn is not None]
-                for conn in wait(conns, timeout=0.05) if conns else time.sleep(0.05) or []:
+                if not conns:
+                    time.sleep(0.05)
+                for conn in wait(conns, timeout=0.05) if conns else ():
                     self._drain(self._by_conn(conn))
                 self._watch()
                 self._commit()
                 self._check_stop()
+            finished = True
         finally:
             self._commit()
-            self._stop_all()
+            self._stop_all(graceful=finished)
 
     def _finished(self) -> bool:
         return self.exhausted and not self.retry and not any(w.queue for w in self.workers)
@@ -331,18 +342,22 @@ class Scheduler:
             worker.conn = None
         worker.ended = time.time()
 
-    def _stop_all(self) -> None:
-        for worker in self.workers:
-            if worker.conn is not None and worker.state in ("idle", "busy"):
-                with contextlib.suppress(OSError):
-                    worker.conn.send(("stop",))
+    def _stop_all(self, graceful: bool) -> None:
+        """End every worker: those that initialised get ``stop`` (and run ``shutdown()``) when
+        the work is done; the rest, and all of them when the run failed or was canceled, are
+        killed at once."""
+        self._take_arrivals()
+        polite = [w for w in self.workers if graceful and w.conn and w.state in ("idle", "busy")]
+        for worker in polite:
+            with contextlib.suppress(OSError):
+                worker.conn.send(("stop",))
         deadline = time.time() + 10
         for worker in self.workers:
             if worker.handle is None:
                 continue
-            if worker.conn is not None and worker.state != "stopped":
+            if worker in polite:
                 self._wait_bye(worker, deadline)
-            self.backend.join(worker.handle, timeout=max(0.0, deadline - time.time()))
+                self.backend.join(worker.handle, timeout=max(0.0, deadline - time.time()))
             if self.backend.exit_code(worker.handle) is None:
                 self.backend.kill(worker.handle)
             worker.exit_code = self.backend.exit_code(worker.handle)

@@ -212,8 +212,9 @@ def test_nodes_processes_environment_arguments_and_entry_script(ws, write_script
         ("process002", 1),
         ("process003", 1),
     ]
-    log = (ws.path / "runs" / step.id / "logs" / "workers" / "process000.txt").read_text()
-    assert "init of process000" in log and "printed from init" in log
+    busy = next(w["name"] for w in workers if w["done"])
+    log = (ws.path / "runs" / step.id / "logs" / "workers" / f"{busy}.txt").read_text()
+    assert f"init of {busy}" in log and "printed from init" in log
 
 
 def test_empty_input_completes_with_zero_items(ws, write_script, tmp_path):
@@ -243,3 +244,31 @@ def test_run_is_found_again_from_its_id(ws, write_script, files):
     ):
         assert log in names
     assert "Completed" in (ws.path / "runs" / step.id / "logs" / "job_result.txt").read_text()
+
+
+def test_a_runner_killed_mid_run_fails_the_run_instead_of_hanging(ws, write_script, files):
+    import os
+    import signal
+
+    script = write_script(
+        """
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            time.sleep(0.5)
+            return mini_batch
+        """
+    )
+    run = submit_step(ws, script, file_dataset(files(20)), mini_batch_size=1)
+    deadline = time.time() + 30
+    while run.get_metrics()["mini_batches_done"] == 0 and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(ws.store.get_run(run.id)["runner_pid"], signal.SIGKILL)
+    with pytest.raises(ActivityFailedException, match="runner process .* ended"):
+        run.wait_for_completion(timeout_seconds=30)
+    assert all(step.get_status() == "Failed" for step in run.get_steps())
+    committed = run.get_metrics()["items_done"]
+    assert 0 < committed == len(output_rows(run))

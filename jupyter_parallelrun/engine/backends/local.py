@@ -12,21 +12,18 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from joblib.externals.loky.backend.context import get_context
 
+from .. import python_path
 from ..worker import worker_main
 from .base import Backend, WorkerHandle
 
 
 def _exec_interpreter(interpreter: str, arguments: dict) -> None:
     """Replace the freshly started process with another Python running the worker."""
-    package_root = str(Path(__file__).resolve().parents[3])
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [package_root, os.environ.get("PYTHONPATH")])
-    )
+    os.environ["PYTHONPATH"] = python_path()
     os.execv(
         interpreter,
         [interpreter, "-m", "jupyter_parallelrun.engine.worker", json.dumps(arguments)],
