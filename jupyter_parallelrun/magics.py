@@ -27,9 +27,10 @@ or a list of paths in the notebook.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from typing import Any
 
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from .cli import UsageError, execute, parse
 
@@ -40,11 +41,12 @@ class ParallelRunMagics(Magics):
 
     def _run(self, line: str, script_text: str | None = None) -> Any:
         try:
-            args = parse(line, prog="%parallelrun")
             if script_text is not None:
-                if args.verb != "submit":
-                    raise UsageError("%%parallelrun: the cell form only submits; give --input")
+                # The cell form only submits; the cell body is the script.
+                args = parse(["submit", *shlex.split(line)], prog="%%parallelrun")
                 args.script = self._save_cell(args, script_text)
+            else:
+                args = parse(line, prog="%parallelrun")
             run = execute(args, namespace=self.shell.user_ns)
         except UsageError as error:
             print(error)
@@ -75,10 +77,12 @@ class ParallelRunMagics(Magics):
             args.name = "cell-script"
         return str(script)
 
+    @no_var_expand
     @line_magic
     def parallelrun(self, line: str) -> Any:
         return self._run(line)
 
+    @no_var_expand
     @cell_magic("parallelrun")
     def parallelrun_cell(self, line: str, cell: str) -> Any:
         return self._run(line, script_text=cell)

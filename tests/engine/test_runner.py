@@ -272,3 +272,65 @@ def test_a_runner_killed_mid_run_fails_the_run_instead_of_hanging(ws, write_scri
     assert all(step.get_status() == "Failed" for step in run.get_steps())
     committed = run.get_metrics()["items_done"]
     assert 0 < committed == len(output_rows(run))
+
+
+LOGGING_SCRIPT = """
+import logging
+import time
+
+def init():
+    pass
+
+def run(mini_batch):
+    logging.getLogger("score").debug("debug line")
+    logging.getLogger("score").warning("warning line")
+    time.sleep(0.3)
+    return mini_batch
+"""
+
+
+def test_logging_level_and_resource_monitor_interval(ws, write_script, files):
+    script = write_script(LOGGING_SCRIPT)
+    data = file_dataset(files(6))
+    quiet = submit_step(
+        ws,
+        script,
+        data,
+        logging_level="WARNING",
+        resource_monitor_interval=0.1,
+        process_count_per_node=1,
+        mini_batch_size=1,
+    )
+    quiet.wait_for_completion()
+    step = quiet.find_step_run("score-step")[0]
+    log = (ws.path / "runs" / step.id / "logs" / "workers" / "process000.txt").read_text()
+    assert "warning line" in log and "debug line" not in log
+    (worker,) = ws.store.workers(step.id)
+    assert worker["rss"] > 10_000_000 and worker["cpu"] > 0
+    loud = submit_step(ws, script, data, logging_level="DEBUG", process_count_per_node=1)
+    loud.wait_for_completion()
+    step = loud.find_step_run("score-step")[0]
+    assert (
+        "debug line"
+        in (ws.path / "runs" / step.id / "logs" / "workers" / "process000.txt").read_text()
+    )
+
+
+def test_progress_update_timeout_fails_a_stuck_job(ws, write_script, files):
+    script = write_script(
+        """
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            time.sleep(30)
+            return mini_batch
+        """
+    )
+    run = submit_step(
+        ws, script, file_dataset(files(2)), progress_update_timeout=1, run_invocation_timeout=60
+    )
+    with pytest.raises(ActivityFailedException, match="progress_update_timeout=1s"):
+        run.wait_for_completion(timeout_seconds=30)

@@ -1,0 +1,82 @@
+"""The ``parallelrun`` command line and the ``%parallelrun`` magics, on real runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ECHO_SCRIPT
+
+from jupyter_parallelrun.cli import main
+
+
+def _cli(cwd, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_parallelrun.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_submit_wait_runs_show_logs(ws, write_script, files, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ws.config_file.parent)
+    script = write_script(ECHO_SCRIPT) / "score.py"
+    inputs = files(7)
+    done = _cli(
+        ws.config_file.parent,
+        str(script),
+        "--input",
+        f"{inputs}/*.txt",
+        "--mini-batch-size",
+        "3",
+        "--wait",
+        "--experiment",
+        "cli",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "score: Completed 3/3 mini-batches, 7 items done" in done.stdout
+    assert main(["runs"]) == 0
+    table = capsys.readouterr().out
+    assert "cli" in table and "Completed" in table
+    run_id = table.splitlines()[1].split()[0]
+    assert main(["show", run_id]) == 0
+    assert "7 items done" in capsys.readouterr().out
+    assert main(["logs", run_id]) == 0
+    assert "Completed" in capsys.readouterr().out
+    assert main(["logs", run_id, "--process", "nope"]) == 2
+    assert "no such process" in capsys.readouterr().err
+
+
+def test_mistakes_are_one_line_and_exit_2(ws, write_script, files, monkeypatch, capsys):
+    monkeypatch.chdir(ws.config_file.parent)
+    script = str(write_script(ECHO_SCRIPT) / "score.py")
+    assert main([script, "--input", str(files(2)), "--run-max-try", "0"]) == 2
+    assert "run_max_try" in capsys.readouterr().err
+    assert main([script, "--input", "/no/such/*.png"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main([script, "--input", str(files(2)), "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_failed_run_exits_non_zero(ws, write_script, files):
+    script = write_script(
+        "def init():\n    raise RuntimeError('no model')\n\ndef run(b):\n    return b\n"
+    )
+    done = _cli(ws.config_file.parent, str(script / "score.py"), "--input", str(files(2)), "--wait")
+    assert done.returncode == 1
+    assert "no model" in done.stdout
+
+
+def test_magics_submit_cell_and_line(ws, files, monkeypatch, capsys):
+    from IPython.testing.globalipapp import start_ipython
+
+    monkeypatch.chdir(ws.config_file.parent)
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "jupyter_parallelrun")
+    ip.user_ns["items"] = sorted(str(p) for p in files(5).iterdir())
+    run = ip.run_cell_magic("parallelrun", "--input $items --wait --mini-batch-size 2", ECHO_SCRIPT)
+    assert run.get_status() == "Completed" and run.get_metrics()["items_done"] == 5
+    assert ip.run_line_magic("parallelrun", "bogus.py --input $missing") is None
+    assert "no variable 'missing'" in capsys.readouterr().out
