@@ -52,6 +52,8 @@ def start_runner(ws: Workspace, run_id: str) -> int:
         process = subprocess.Popen(
             [
                 sys.executable,
+                "-X",
+                "faulthandler",  # a crash in C code still leaves its traceback in the log
                 "-m",
                 "jupyter_parallelrun.engine.runner",
                 str(ws.config_file.parent),
@@ -67,10 +69,14 @@ def start_runner(ws: Workspace, run_id: str) -> int:
 
 
 def runner_alive(pid: int) -> bool:
-    """Whether runner process ``pid`` still runs on this machine (a zombie does not count)."""
+    """Whether process ``pid`` (a runner) still exists on this machine; a zombie does not.
+
+    Only existence is checked: ``/proc/<pid>/cmdline`` reads back empty now and then for a
+    live process that is busy forking its workers, so it cannot tell runners apart.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
-            state, cmdline = stat.read().rsplit(")", 1)[1].split()[0], cmd.read()
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return False
     except OSError:  # no /proc here: ask the kernel whether the pid exists at all
@@ -83,7 +89,7 @@ def runner_alive(pid: int) -> bool:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         return False
-    return b"jupyter_parallelrun.engine.runner" in cmdline
+    return True
 
 
 def fail_if_runner_died(ws: Workspace, run_id: str) -> None:

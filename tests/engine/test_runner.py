@@ -240,9 +240,9 @@ def test_run_is_found_again_from_its_id(ws, write_script, files):
         "logs/job_progress_overview.txt",
         "logs/mini_batches.jsonl",
         "logs/job_error.txt",
-        "logs/workers/process000.txt",
     ):
         assert log in names
+    assert any(name.startswith("logs/workers/process00") for name in names)
     assert "Completed" in (ws.path / "runs" / step.id / "logs" / "job_result.txt").read_text()
 
 
