@@ -357,10 +357,12 @@ class Scheduler:
                 continue
             if worker in polite:
                 self._wait_bye(worker, deadline)
-                self.backend.join(worker.handle, timeout=max(0.0, deadline - time.time()))
+            # After "bye" the worker has run shutdown() and flushed its log; what is left is
+            # interpreter teardown (a second or more with TensorFlow loaded), not worth waiting.
+            said_bye = worker.state == "stopped"
             if self.backend.exit_code(worker.handle) is None:
                 self.backend.kill(worker.handle)
-            worker.exit_code = self.backend.exit_code(worker.handle)
+            worker.exit_code = 0 if said_bye else self.backend.exit_code(worker.handle)
             self._close(worker)
             if worker.state != "failed":
                 worker.state = "stopped"
