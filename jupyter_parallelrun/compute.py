@@ -180,8 +180,7 @@ class ComputeTarget:
 
     def delete(self) -> None:
         """Remove the target from the workspace."""
-        with self.workspace.store.transaction() as db:
-            db.execute("DELETE FROM registry WHERE kind='compute' AND name=?", (self.name,))
+        self.workspace.store.unregister("compute", self.name)
 
     def to_spec(self) -> dict[str, Any]:
         """The target's stored settings, ``"type"`` and ``"name"`` among them."""

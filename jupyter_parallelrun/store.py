@@ -196,6 +196,11 @@ class RunStore:
             found = list(latest.values())
         return found
 
+    def unregister(self, kind: str, name: str) -> None:
+        """Forget every version of ``kind``/``name``."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM registry WHERE kind=? AND name=?", (kind, name))
+
     # -- runs -------------------------------------------------------------------------------
 
     def create_run(self, **fields: Any) -> None:
