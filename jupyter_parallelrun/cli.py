@@ -1,8 +1,8 @@
 """The ``parallelrun`` command line, and the argument parser the ``%parallelrun`` magic shares.
 
 Verbs: ``submit`` (the default: a script on an input, with ParallelRunConfig's options as
-flags), ``runs``, ``show``, ``logs``, ``cancel``, ``resubmit``. Each one calls the same Python
-API a notebook would.
+flags), ``runs``, ``show``, ``logs``, ``cancel``, ``resume``, ``resubmit``. Each one calls the
+same Python API a notebook would.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from .progress import summary_text
 
-VERBS = ("submit", "runs", "show", "logs", "cancel", "resubmit")
+VERBS = ("submit", "runs", "show", "logs", "cancel", "resume", "resubmit")
 
 #: ParallelRunConfig options, as flags: (flag, keyword, type).
 CONFIG_FLAGS = (
@@ -97,7 +97,11 @@ def build_parser(prog: str = "parallelrun") -> argparse.ArgumentParser:
     runs = verbs.add_parser("runs", help="list recent runs")
     runs.add_argument("--experiment", default=None)
     runs.add_argument("--limit", type=int, default=20)
-    for verb, text in (("show", "a run's status and counts"), ("cancel", "stop a run")):
+    for verb, text in (
+        ("show", "a run's status and counts"),
+        ("cancel", "stop a run"),
+        ("resume", "carry on a failed or canceled run without redoing finished mini-batches"),
+    ):
         verbs.add_parser(verb, help=text).add_argument("run_id")
     logs = verbs.add_parser("logs", help="a run's logs")
     logs.add_argument("run_id")
@@ -290,6 +294,14 @@ def execute(
         out(summary_text(Run.get(ws, args.run_id).get_state()))
     elif args.verb == "logs":
         out(logs_text(ws, args.run_id, args.process))
+    elif args.verb == "resume":
+        run = Run.get(ws, args.run_id)
+        if not hasattr(run, "resume"):
+            raise UsageError(
+                f"resume {args.run_id}: that is a step run; give its pipeline run's id"
+            )
+        run.resume()
+        out(f"resumed run {args.run_id}")
     elif args.verb == "cancel":
         Run.get(ws, args.run_id).cancel()
         out(f"cancel requested for run {args.run_id}")

@@ -17,6 +17,7 @@ Usage::
     %parallelrun show RUN_ID
     %parallelrun logs RUN_ID [--process NAME]
     %parallelrun cancel RUN_ID
+    %parallelrun resume RUN_ID
     %parallelrun resubmit RUN_ID [options to change] [--input INPUT]
     %%parallelrun --input INPUT [options]      (the cell body is the entry script)
 

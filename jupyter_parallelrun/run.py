@@ -271,6 +271,25 @@ class Run:
 class PipelineRun(Run):
     """A submitted pipeline: the handle ``Experiment.submit()`` returns."""
 
+    def resume(self) -> PipelineRun:
+        """Carry on a run that failed, was canceled or lost its runner: completed steps stay,
+        committed mini-batches are not run again, and their output rows are kept once."""
+        from .engine.runner import start_runner
+
+        self.get_state()  # a run whose runner died is marked Failed first
+        record = self._record
+        if record["status"] not in ("Failed", "Canceled"):
+            raise ValueError(
+                f"run {self.id} is {record['status']}; only a Failed or Canceled run can be resumed"
+            )
+        for run in [record, *self._store.list_runs(parent_id=self.id)]:
+            if run["status"] != "Completed":
+                self._store.update_run(
+                    run["id"], status="NotStarted", ended=None, error=None, cancel_requested=0
+                )
+        self._store.update_run(self.id, runner_pid=start_runner(self.experiment.workspace, self.id))
+        return self
+
     def get_steps(self) -> list[StepRun]:
         return [StepRun(self.experiment, r["id"]) for r in self._store.list_runs(parent_id=self.id)]
 

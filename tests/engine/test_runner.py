@@ -246,7 +246,7 @@ def test_run_is_found_again_from_its_id(ws, write_script, files):
     assert "Completed" in (ws.path / "runs" / step.id / "logs" / "job_result.txt").read_text()
 
 
-def test_a_runner_killed_mid_run_fails_the_run_instead_of_hanging(ws, write_script, files):
+def test_a_runner_killed_mid_run_fails_the_run_and_resumes_exactly_once(ws, write_script, files):
     import os
     import signal
 
@@ -272,6 +272,13 @@ def test_a_runner_killed_mid_run_fails_the_run_instead_of_hanging(ws, write_scri
     assert all(step.get_status() == "Failed" for step in run.get_steps())
     committed = run.get_metrics()["items_done"]
     assert 0 < committed == len(output_rows(run))
+
+    run.resume()
+    assert run.wait_for_completion(timeout_seconds=60) == "Completed"
+    rows = output_rows(run)
+    assert sorted(rows) == sorted(set(rows)) and len(rows) == 20
+    step = run.find_step_run("score-step")[0]
+    assert len(ws.store.mini_batches(step.id)) == 20
 
 
 LOGGING_SCRIPT = """
