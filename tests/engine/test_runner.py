@@ -341,3 +341,32 @@ def test_progress_update_timeout_fails_a_stuck_job(ws, write_script, files):
     )
     with pytest.raises(ActivityFailedException, match="progress_update_timeout=1s"):
         run.wait_for_completion(timeout_seconds=30)
+
+
+def test_a_worker_that_dies_mid_mini_batch_is_replaced_and_the_batch_retried(
+    ws, write_script, files, tmp_path
+):
+    marker = tmp_path / "died_once"
+    script = write_script(
+        f"""
+        import os, signal
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            if any(p.endswith("item_003.txt") for p in mini_batch) and not os.path.exists(
+                {str(marker)!r}
+            ):
+                open({str(marker)!r}, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return mini_batch
+        """
+    )
+    run = submit_step(ws, script, file_dataset(files(8)), mini_batch_size=1, run_max_try=2)
+    assert run.wait_for_completion(timeout_seconds=60) == "Completed"
+    assert run.get_metrics()["items_done"] == 8 and len(output_rows(run)) == 8
+    step = run.find_step_run("score-step")[0]
+    (error,) = ws.store.errors(step.id)
+    assert "killed by signal 9" in error["exception"] and "item_003" in error["item"]
+    assert sum(w["restarts"] for w in ws.store.workers(step.id)) == 1
