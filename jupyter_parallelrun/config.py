@@ -248,7 +248,9 @@ class ParallelRunConfig:
         SDK v2: ``max_retries`` is taken as the number of tries (as Azure passes it on to
         run_max_try) and ``timeout`` as run_invocation_timeout.
     progress_update_timeout, first_task_creation_timeout, task_overhead_timeout : optional
-        Seconds; no progress for progress_update_timeout means a stuck job.
+        Seconds. No mini-batch finished for progress_update_timeout means a stuck job; no worker
+        done with init() after first_task_creation_timeout fails the step; task_overhead_timeout
+        is added to each call's limit for loading its mini-batch's input.
     resource_monitor_interval : int or float, optional
         Seconds between CPU and memory samples per process (default 5; 0 turns it off).
 

@@ -255,6 +255,8 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
             config.get("allowed_failed_percent"),
         ),
         progress_update_timeout=config.get("progress_update_timeout"),
+        first_task_creation_timeout=config.get("first_task_creation_timeout"),
+        task_overhead_timeout=config.get("task_overhead_timeout"),
         counters=_committed_counters(committed.values()),
     )
     threading.Thread(

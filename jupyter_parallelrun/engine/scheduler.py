@@ -134,6 +134,8 @@ class Scheduler:
         run_max_try: int,
         budget: Budget,
         progress_update_timeout: float | None = None,
+        first_task_creation_timeout: float | None = None,
+        task_overhead_timeout: float | None = None,
         counters: dict[str, int] | None = None,
     ) -> None:
         self.store, self.run_id, self.backend = store, run_id, backend
@@ -144,6 +146,15 @@ class Scheduler:
         self.max_try = int(run_max_try)
         self.budget = budget
         self.progress_update_timeout = progress_update_timeout
+        self.first_task_creation_timeout = first_task_creation_timeout
+        # Loading a mini-batch's input happens inside the worker's call, so the allowance for
+        # that (task_overhead_timeout) is added to the call's own limit.
+        self.timeout_text = f"run_invocation_timeout={self.timeout:g}s"
+        if task_overhead_timeout:
+            self.timeout += float(task_overhead_timeout)
+            self.timeout_text += f" + task_overhead_timeout={task_overhead_timeout:g}s"
+        self._started_at = time.time()
+        self._dispatched_any = False
         self.workers = [
             _Worker(name=f"process{node * processes_per_node + index:03d}", node_id=node)
             for node in range(nodes)
@@ -399,6 +410,7 @@ class Scheduler:
                     worker.head_started = time.time()
                 worker.queue.append(flight)
                 worker.state = "busy"
+                self._dispatched_any = True
                 try:
                     worker.conn.send(("mb", flight.mini_batch.id, flight.mini_batch.spec))
                 except OSError:
@@ -414,8 +426,7 @@ class Scheduler:
                 mb = worker.queue[0].mini_batch
                 self._lost(
                     worker,
-                    f"TimeoutError: run() of mini-batch {mb.id} exceeded "
-                    f"run_invocation_timeout={self.timeout:g}s",
+                    f"TimeoutError: run() of mini-batch {mb.id} exceeded {self.timeout_text}",
                     kill=True,
                 )
             elif self.backend.exit_code(worker.handle) is not None and not (
@@ -441,6 +452,15 @@ class Scheduler:
             raise StepFailed(
                 f"progress_update_timeout={self.progress_update_timeout:g}s: no mini-batch "
                 "finished in that time"
+            )
+        if (
+            self.first_task_creation_timeout
+            and not self._dispatched_any
+            and now - self._started_at > self.first_task_creation_timeout
+        ):
+            raise StepFailed(
+                f"first_task_creation_timeout={self.first_task_creation_timeout:g}s: no worker "
+                "finished init() in that time"
             )
         if now - self._last_cancel_check > 0.5:
             self._last_cancel_check = now

@@ -370,3 +370,43 @@ def test_a_worker_that_dies_mid_mini_batch_is_replaced_and_the_batch_retried(
     (error,) = ws.store.errors(step.id)
     assert "killed by signal 9" in error["exception"] and "item_003" in error["item"]
     assert sum(w["restarts"] for w in ws.store.workers(step.id)) == 1
+
+
+def test_first_task_creation_timeout_fails_a_hanging_init(ws, write_script, files):
+    script = write_script(
+        """
+        import time
+
+        def init():
+            time.sleep(60)
+
+        def run(mini_batch):
+            return mini_batch
+        """
+    )
+    run = submit_step(ws, script, file_dataset(files(2)), first_task_creation_timeout=1)
+    with pytest.raises(ActivityFailedException, match="first_task_creation_timeout=1s"):
+        run.wait_for_completion(timeout_seconds=30)
+
+
+def test_task_overhead_timeout_adds_to_the_call_limit(ws, write_script, files):
+    script = write_script(
+        """
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            time.sleep(1.5)
+            return mini_batch
+        """
+    )
+    data = file_dataset(files(1))
+    ok = submit_step(ws, script, data, run_invocation_timeout=1, task_overhead_timeout=2)
+    assert ok.wait_for_completion(timeout_seconds=30) == "Completed"
+    assert ok.get_metrics()["items_done"] == 1
+    short = submit_step(ws, script, data, run_invocation_timeout=1, run_max_try=1)
+    short.wait_for_completion(timeout_seconds=30)
+    step = short.find_step_run("score-step")[0]
+    assert "run_invocation_timeout=1s" in ws.store.errors(step.id)[0]["exception"]
