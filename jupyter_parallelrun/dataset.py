@@ -23,7 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .datastore import DataPath, Datastore, copy_file, filesystem_for, iter_local_files, sort_key
+from .datastore import DataPath, Datastore
+from .storage import copy_file, filesystem_for, iter_local_files, sort_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -584,7 +585,7 @@ def read_records(
     """
     import pandas as pd
 
-    from .datastore import open_file
+    from .storage import open_file
 
     storage = options.get("storage")
     with open_file(path, storage) as handle:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_parallelrun.datastore import DataPath, Datastore, iter_local_files
+from jupyter_parallelrun.datastore import DataPath, Datastore
+from jupyter_parallelrun.storage import iter_local_files
 from jupyter_parallelrun.workspace import Workspace
 
 

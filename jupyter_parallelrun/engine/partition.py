@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dataset import FileDataset, TabularDataset, read_records
-from ..datastore import open_file
+from ..storage import open_file
 
 if TYPE_CHECKING:
     import pandas as pd
