@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -410,3 +411,36 @@ def test_task_overhead_timeout_adds_to_the_call_limit(ws, write_script, files):
     short.wait_for_completion(timeout_seconds=30)
     step = short.find_step_run("score-step")[0]
     assert "run_invocation_timeout=1s" in ws.store.errors(step.id)[0]["exception"]
+
+
+def test_cancel_stops_workers_promptly_and_keeps_committed_rows(ws, write_script, files):
+    script = write_script(
+        """
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            time.sleep(0.3)
+            return mini_batch
+        """
+    )
+    run = submit_step(ws, script, file_dataset(files(60)), mini_batch_size=1)
+    deadline = time.time() + 30
+    while run.get_metrics()["mini_batches_done"] < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    canceled_at = time.time()
+    run.cancel()
+    with pytest.raises(ActivityFailedException, match="Canceled"):
+        run.wait_for_completion(timeout_seconds=30)
+    assert time.time() - canceled_at < 5
+    step = run.find_step_run("score-step")[0]
+    assert step.get_status() == "Canceled"
+    workers = ws.store.workers(step.id)
+    assert all(w["state"] == "stopped" for w in workers)
+    for worker in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker["pid"], 0)
+    done = run.get_metrics()["items_done"]
+    assert 0 < done < 60 and len(output_rows(run)) == done
