@@ -248,7 +248,6 @@ def test_run_is_found_again_from_its_id(ws, write_script, files):
 
 
 def test_a_runner_killed_mid_run_fails_the_run_and_resumes_exactly_once(ws, write_script, files):
-    import os
     import signal
 
     script = write_script(
