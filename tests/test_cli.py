@@ -80,3 +80,18 @@ def test_magics_submit_cell_and_line(ws, files, monkeypatch, capsys):
     assert run.get_status() == "Completed" and run.get_metrics()["items_done"] == 5
     assert ip.run_line_magic("parallelrun", "bogus.py --input $missing") is None
     assert "no variable 'missing'" in capsys.readouterr().out
+
+
+def test_resubmit_with_overrides_and_resume_refusal(ws, write_script, files, monkeypatch, capsys):
+    from jupyter_parallelrun import Run
+
+    monkeypatch.chdir(ws.config_file.parent)
+    script = str(write_script(ECHO_SCRIPT) / "score.py")
+    assert main([script, "--input", str(files(6)), "--mini-batch-size", "3", "--wait"]) == 0
+    first = capsys.readouterr().out.split("submitted run ")[1].split()[0]
+    assert main(["resubmit", first, "--mini-batch-size", "1", "--no-reuse", "--wait"]) == 0
+    second = capsys.readouterr().out.split("submitted run ")[1].split()[0]
+    metrics = Run.get(ws, second).get_metrics()
+    assert (metrics["items_done"], metrics["mini_batches_done"]) == (6, 6)
+    assert main(["resume", second]) == 2
+    assert "only a Failed or Canceled run can be resumed" in capsys.readouterr().err
