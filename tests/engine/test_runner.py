@@ -443,3 +443,36 @@ def test_cancel_stops_workers_promptly_and_keeps_committed_rows(ws, write_script
             os.kill(worker["pid"], 0)
     done = run.get_metrics()["items_done"]
     assert 0 < done < 60 and len(output_rows(run)) == done
+
+
+def test_odd_file_names_and_unreadable_files_are_counted_not_fatal(ws, write_script, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in ("with space.txt", "ünïcödé.txt", "<b>bold<-b>.txt", "fine.txt"):
+        (folder / name).write_text("7")
+    (folder / "empty.txt").write_text("")
+    script = write_script(
+        """
+        import os
+        from jupyter_parallelrun import EntryScript
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            rows = []
+            for path in mini_batch:
+                try:
+                    rows.append(f"{os.path.basename(path)}|{int(open(path).read())}")
+                except ValueError as error:
+                    EntryScript().logger.warning("skipped %s: %s", path, error)
+            return rows
+        """
+    )
+    run = submit_step(ws, script, file_dataset(folder), mini_batch_size=2)
+    assert run.wait_for_completion() == "Completed"
+    assert sorted(output_rows(run)) == sorted(
+        f"{name}|7" for name in ("with space.txt", "ünïcödé.txt", "<b>bold<-b>.txt", "fine.txt")
+    )
+    metrics = run.get_metrics()
+    assert (metrics["items_done"], metrics["items_failed"]) == (4, 1)
