@@ -282,6 +282,12 @@ def execute(
     from .run import Run
 
     ws = _workspace(args)
+    run_id = getattr(args, "run_id", None)
+    if run_id and run_id.startswith("$"):  # a run, or its id, held in a notebook variable
+        if namespace is None or run_id[1:] not in namespace:
+            raise UsageError(f"{args.verb} {run_id}: no variable {run_id[1:]!r} in the notebook")
+        value = namespace[run_id[1:]]
+        args.run_id = getattr(value, "id", str(value))
     if args.verb in ("submit", "resubmit"):
         run = (submit if args.verb == "submit" else resubmit)(args, ws, namespace)
         out(f"submitted run {run.id}")

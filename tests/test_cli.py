@@ -80,6 +80,9 @@ def test_magics_submit_cell_and_line(ws, files, monkeypatch, capsys):
     assert run.get_status() == "Completed" and run.get_metrics()["items_done"] == 5
     assert ip.run_line_magic("parallelrun", "bogus.py --input $missing") is None
     assert "no variable 'missing'" in capsys.readouterr().out
+    ip.user_ns["last"] = run
+    ip.run_line_magic("parallelrun", "show $last")
+    assert "5 items done" in capsys.readouterr().out
 
 
 def test_resubmit_with_overrides_and_resume_refusal(ws, write_script, files, monkeypatch, capsys):
