@@ -152,14 +152,16 @@ function render({ model, el }) {
     if (!state.steps) return;
     const shownTraces = new Set([...root.querySelectorAll(".prd-traceback")]
       .filter((t) => !t.hidden).map((t) => t.previousSibling.textContent));
-    root.replaceChildren(
+    // replaceChildren would show a null as the text "null", so leave the missing parts out.
+    root.replaceChildren(...[
       h("div", { class: "prd-head" },
         h("span", { class: "prd-title", text: `${state.experiment} · ${state.id}` }),
         h("span", { class: `prd-status prd-status-${state.status}`, text: state.status }),
         h("span", { class: "prd-elapsed", text: duration(state.elapsed) })),
       state.error ? h("div", { class: "prd-run-error", text: state.error }) : null,
       chart(state.history),
-      ...state.steps.map((step) => stepView(step, model, state.selected_log, openDetails)));
+      ...state.steps.map((step) => stepView(step, model, state.selected_log, openDetails)),
+    ].filter(Boolean));
     root.querySelectorAll(".prd-traceback").forEach((t) => {
       if (shownTraces.has(t.previousSibling.textContent)) t.hidden = false;
     });

@@ -157,6 +157,8 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         return
     logging.getLogger(__name__).info("%s ready after %.2fs", name, time.time() - started)
     channel.send(("ready", time.time() - started))
+    if interval > 0:  # a first sample now, so even a short run shows each worker's memory
+        channel.send(("beat", *resource_sample()))
 
     append_rows = spec.get("output_action", "append_row") == "append_row"
     while True:
