@@ -143,8 +143,6 @@ def make_plan(
                 f"step {step.name!r}: partition_keys={config['partition_keys']!r} needs a "
                 "TabularDataset input; the input is a FileDataset"
             )
-        if dataset is not None and hasattr(dataset, "iter_files"):
-            next(iter(dataset.iter_files()), None)
         warnings = check_environment(config.get("environment"))
         if config.get("compute_target"):
             compute = ComputeTarget(ws, config["compute_target"])

@@ -231,7 +231,6 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
         "source_directory": step["snapshot"],
         "entry_script": config["entry_script"],
         "arguments": [_local_path(ws, a, steps) for a in step["arguments"]],
-        "side_inputs": [_local_path(ws, s, steps) for s in step["side_inputs"]],
         "output_dir": str(out_dir),
         "output_action": config["output_action"],
         "logging_level": config.get("logging_level", "INFO"),
