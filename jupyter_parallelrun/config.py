@@ -253,6 +253,10 @@ class ParallelRunConfig:
         is added to each call's limit for loading its mini-batch's input.
     resource_monitor_interval : int or float, optional
         Seconds between CPU and memory samples per process (default 5; 0 turns it off).
+    heartbeat_timeout : int or float, optional
+        Seconds a worker process may go without a heartbeat while it is not inside ``run()``
+        (starting, in ``init()``, or waiting for work) before it is treated as dead, killed
+        and replaced (default 60). Inside ``run()``, run_invocation_timeout applies instead.
 
     Examples
     --------
@@ -291,6 +295,7 @@ class ParallelRunConfig:
         first_task_creation_timeout: float | None = None,
         task_overhead_timeout: float | None = None,
         resource_monitor_interval: float = 5,
+        heartbeat_timeout: float = 60,
     ) -> None:
         if environment is not None and not isinstance(environment, Environment):
             raise TypeError(
@@ -378,6 +383,9 @@ class ParallelRunConfig:
         self.resource_monitor_interval = check_number(
             "resource_monitor_interval", resource_monitor_interval, 0, inclusive=True
         )
+        self.heartbeat_timeout = check_number(
+            "heartbeat_timeout", heartbeat_timeout, 0, inclusive=False
+        )
 
     # SDK v2 names of the same settings.
     max_concurrency_per_instance = property(lambda self: self.process_count_per_node)
@@ -434,6 +442,7 @@ class ParallelRunConfig:
             "first_task_creation_timeout": self.first_task_creation_timeout,
             "task_overhead_timeout": self.task_overhead_timeout,
             "resource_monitor_interval": self.resource_monitor_interval,
+            "heartbeat_timeout": self.heartbeat_timeout,
             "environment": None if self.environment is None else self.environment.to_spec(),
             "compute_target": compute.name if isinstance(compute, ComputeTarget) else compute,
         }

@@ -35,6 +35,42 @@ def _utc(timestamp: float | None) -> str | None:
     )
 
 
+def _worker_details(step: str, worker: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "step": step,
+        "process": worker["name"],
+        "node": worker["node_id"],
+        "pid": worker["pid"],
+        "state": worker["state"],
+        "miniBatchesDone": worker["done"],
+        "miniBatchesFailed": worker["failed"],
+        "retries": worker["retries"],
+        "restarts": worker["restarts"],
+        "exitCode": worker["exit_code"],
+        "error": worker["error"],
+        "rssBytes": worker["rss"],
+        "cpuSeconds": worker["cpu"],
+        "lastHeartbeatUtc": _utc(worker["heartbeat"]),
+    }
+
+
+def _error_details(step: str, error: dict[str, Any]) -> dict[str, Any]:
+    code = error["exit_code"]
+    return {
+        "step": step,
+        "miniBatch": error["mb_id"],
+        "try": error["try"],
+        "item": error["item"],
+        "process": error["worker"],
+        "pid": error["pid"],
+        "exception": error["exception"],
+        "exitCode": code,
+        "signal": -code if code is not None and code < 0 else None,
+        "traceback": error["traceback"],
+        "timeUtc": _utc(error["time"]),
+    }
+
+
 class Experiment:
     """A named group of runs in a workspace.
 
@@ -198,8 +234,19 @@ class Run:
                 self._store.update_run(run["id"], cancel_requested=1)
 
     def get_details(self) -> dict[str, Any]:
-        """Azure-style details: ids, status, times, error, log files; workers and errors for a
-        step run."""
+        """Azure-style details: ids, status, times, error and log files, plus what went wrong
+        on the way.
+
+        Returns
+        -------
+        dict
+            ``runId``, ``status``, ``startTimeUtc``, ``endTimeUtc``, ``error`` (when it ended
+            in error), ``logFiles``; ``workers``: one entry per worker process of the run's
+            steps (state, counts, restarts, last ``exitCode``, memory, CPU); ``errors``: every
+            failed try, failed ``init()`` and lost process, newest first. A process that died
+            or was killed shows its ``pid``, ``exitCode`` and ``signal`` with the mini-batch it
+            was running.
+        """
         record = self._record
         details = {
             "runId": self.id,
@@ -214,6 +261,17 @@ class Run:
         }
         if record["error"]:
             details["error"] = {"message": record["error"]}
+        steps = self._store.list_runs(parent_id=self.id) if record["kind"] != "step" else [record]
+        details["workers"] = [
+            _worker_details(step["name"], worker)
+            for step in steps
+            for worker in self._store.workers(step["id"])
+        ]
+        details["errors"] = [
+            _error_details(step["name"], error)
+            for step in steps
+            for error in self._store.errors(step["id"])
+        ]
         return details
 
     def get_metrics(self) -> dict[str, Any]:

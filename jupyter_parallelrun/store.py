@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 CREATE TABLE IF NOT EXISTS errors (
     run_id TEXT NOT NULL, mb_id INTEGER, try INTEGER, item TEXT, worker TEXT,
-    exception TEXT, traceback TEXT, time REAL NOT NULL
+    exception TEXT, traceback TEXT, time REAL NOT NULL, pid INTEGER, exit_code INTEGER
 );
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 """
@@ -313,8 +313,9 @@ class RunStore:
 
     def add_errors(self, db: sqlite3.Connection, records: Iterable[dict]) -> None:
         db.executemany(
-            "INSERT INTO errors (run_id, mb_id, try, item, worker, exception, traceback, time) "
-            "VALUES (:run_id, :mb_id, :try, :item, :worker, :exception, :traceback, :time)",
+            "INSERT INTO errors (run_id, mb_id, try, item, worker, exception, traceback, time, "
+            "pid, exit_code) VALUES (:run_id, :mb_id, :try, :item, :worker, :exception, "
+            ":traceback, :time, :pid, :exit_code)",
             list(records),
         )
 

@@ -71,6 +71,7 @@ def test_defaults_as_azure():
         ("first_task_creation_timeout", 1.5, 1.5),
         ("task_overhead_timeout", 2, 2),
         ("resource_monitor_interval", 0, 0),
+        ("heartbeat_timeout", 0.5, 0.5),
     ],
 )
 def test_good_values(setting, given, kept):
@@ -116,6 +117,7 @@ def test_good_values(setting, given, kept):
         ("first_task_creation_timeout", 0, ValueError, "first_task_creation_timeout must be a number > 0"),  # noqa: E501
         ("task_overhead_timeout", "1", TypeError, "task_overhead_timeout must be a number > 0"),
         ("resource_monitor_interval", -1, ValueError, "resource_monitor_interval must be a number >= 0; got -1"),  # noqa: E501
+        ("heartbeat_timeout", 0, ValueError, "heartbeat_timeout must be a number > 0; got 0"),
         ("environment", "env", TypeError, "environment must be an Environment or None; got str"),
         ("compute_target", 3, TypeError, "compute_target must be a ComputeTarget, a compute"),
         ("compute_target", "", ValueError, "compute_target must be a compute target's name"),

@@ -6,6 +6,8 @@
 - ``mini_batches.jsonl``: one record per finished mini-batch (inputs, tries, worker, timings,
   outcome, error);
 - ``runner.txt``: what the runner did (workers started, lost, retried);
+- ``resource_usage.csv``: CPU seconds and resident memory of every worker process, sampled
+  every ``resource_monitor_interval`` seconds;
 - ``workers/<process>.txt``: everything one worker process printed or logged.
 """
 
@@ -26,6 +28,16 @@ class StepLogs:
         (self.folder / "workers").mkdir(parents=True, exist_ok=True)
         self._runner = open(self.folder / "runner.txt", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._mini_batches = open(self.folder / "mini_batches.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._resources = None
+
+    def resources(self, worker: str, pid: int | None, rss: int, cpu: float) -> None:
+        if self._resources is None:
+            path = self.folder / "resource_usage.csv"
+            new = not path.exists()
+            self._resources = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            if new:
+                self._resources.write("time,process,pid,rss_bytes,cpu_seconds\n")
+        self._resources.write(f"{time.time():.3f},{worker},{pid},{rss},{cpu:.3f}\n")
 
     def worker_log(self, name: str) -> Path:
         return self.folder / "workers" / f"{name}.txt"
@@ -79,3 +91,5 @@ class StepLogs:
     def close(self) -> None:
         self._runner.close()
         self._mini_batches.close()
+        if self._resources is not None:
+            self._resources.close()

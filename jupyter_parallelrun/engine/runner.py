@@ -227,6 +227,7 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
     )
     env = config.get("environment") or {}
     interval = config.get("resource_monitor_interval")
+    heartbeat_timeout = float(config.get("heartbeat_timeout") or 60)
     worker_spec = {
         "source_directory": step["snapshot"],
         "entry_script": config["entry_script"],
@@ -234,7 +235,8 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
         "output_dir": str(out_dir),
         "output_action": config["output_action"],
         "logging_level": config.get("logging_level", "INFO"),
-        "heartbeat_interval": 5 if interval is None else interval,
+        "resource_monitor_interval": 5 if interval is None else interval,
+        "heartbeat_interval": min(5.0, heartbeat_timeout / 4),
     }
     scheduler = Scheduler(
         store=store,
@@ -256,6 +258,7 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
         progress_update_timeout=config.get("progress_update_timeout"),
         first_task_creation_timeout=config.get("first_task_creation_timeout"),
         task_overhead_timeout=config.get("task_overhead_timeout"),
+        heartbeat_timeout=heartbeat_timeout,
         counters=_committed_counters(committed.values()),
     )
     threading.Thread(

@@ -136,6 +136,7 @@ class Scheduler:
         progress_update_timeout: float | None = None,
         first_task_creation_timeout: float | None = None,
         task_overhead_timeout: float | None = None,
+        heartbeat_timeout: float = 60,
         counters: dict[str, int] | None = None,
     ) -> None:
         self.store, self.run_id, self.backend = store, run_id, backend
@@ -147,6 +148,7 @@ class Scheduler:
         self.budget = budget
         self.progress_update_timeout = progress_update_timeout
         self.first_task_creation_timeout = first_task_creation_timeout
+        self.heartbeat_timeout = float(heartbeat_timeout)
         # Loading a mini-batch's input happens inside the worker's call, so the allowance for
         # that (task_overhead_timeout) is added to the call's own limit.
         self.timeout_text = f"run_invocation_timeout={self.timeout:g}s"
@@ -280,8 +282,9 @@ class Scheduler:
             _, mb_id, n_items, error, trace, began, ended = message
             flight = self._finish_head(worker, mb_id, now)
             self._failed_try(flight, worker, error, trace, began, ended, n_items)
-        elif kind == "beat":
+        elif kind == "beat" and message[1] is not None:
             worker.rss, worker.cpu = message[1], message[2]
+            self.logs.resources(worker.name, worker.handle.pid, worker.rss, worker.cpu)
         elif kind == "bye":
             worker.state = "stopped"
 
@@ -303,10 +306,11 @@ class Scheduler:
         began: float,
         ended: float,
         n_items: int | None = None,
+        exit_code: int | None = None,
     ) -> None:
         mb = flight.mini_batch
         self._errors.append(
-            self._error_row(mb.id, flight.tries, describe(mb.spec), worker, error, trace)
+            self._error_row(mb.id, flight.tries, describe(mb.spec), worker, error, trace, exit_code)
         )
         self.logs.runner(f"mini-batch {mb.id} try {flight.tries} failed on {worker.name}: {error}")
         if flight.tries < self.max_try:
@@ -337,12 +341,20 @@ class Scheduler:
         worker.exit_code = code
         if worker.queue:
             head = worker.queue.popleft()
-            self._failed_try(head, worker, reason, None, worker.head_started, time.time())
+            self._failed_try(
+                head, worker, reason, None, worker.head_started, time.time(), exit_code=code
+            )
             self.retry.extendleft(reversed(worker.queue))
             worker.queue.clear()
+        elif worker.state != "starting":
+            self._errors.append(
+                self._error_row(None, 0, "worker process", worker, reason, None, code)
+            )
         if worker.state == "starting":
             worker.state, worker.error = "failed", f"died before init() finished: {reason}"
-            self._errors.append(self._error_row(None, 0, "init()", worker, worker.error, None))
+            self._errors.append(
+                self._error_row(None, 0, "init()", worker, worker.error, None, code)
+            )
             return
         worker.restarts += 1
         self._start(worker)
@@ -433,6 +445,18 @@ class Scheduler:
                 worker.conn is not None and worker.conn.poll()
             ):
                 self._lost(worker, "the worker process ended unexpectedly")
+            elif not worker.queue and now - (worker.heartbeat or worker.started) > (
+                self.heartbeat_timeout
+            ):
+                # Outside run() the worker's heartbeat thread beats every few seconds; silence
+                # means a frozen process (stopped, deadlocked, swapped out, cut off).
+                self._lost(
+                    worker,
+                    f"no heartbeat for {now - (worker.heartbeat or worker.started):.0f}s while "
+                    f"{'starting' if worker.state == 'starting' else 'idle'} "
+                    f"(heartbeat_timeout={self.heartbeat_timeout:g}s)",
+                    kill=True,
+                )
         if all(w.state == "failed" for w in self.workers):
             causes = sorted({w.error for w in self.workers if w.error})
             raise StepFailed("no worker process could start: " + "; ".join(causes))
@@ -488,7 +512,7 @@ class Scheduler:
             "output_end": None,
         }
 
-    def _error_row(self, mb_id, try_, item, worker, exception, trace):
+    def _error_row(self, mb_id, try_, item, worker, exception, trace, exit_code=None):
         return {
             "run_id": self.run_id,
             "mb_id": mb_id,
@@ -498,6 +522,8 @@ class Scheduler:
             "exception": exception,
             "traceback": trace,
             "time": time.time(),
+            "pid": worker.handle.pid if worker.handle else None,
+            "exit_code": exit_code,
         }
 
     def _commit(self) -> None:

@@ -10,7 +10,7 @@ Messages (tuples, pickled by ``multiprocessing.connection``):
 worker → runner: ``("hello", name, pid)``, ``("ready", init_seconds)``,
 ``("init_failed", exception, traceback)``, ``("done", mb_id, n_items, n_ok, payload, started,
 ended)``, ``("error", mb_id, n_items, exception, traceback, started, ended)``,
-``("beat", rss_bytes, cpu_seconds)``, ``("bye",)``.
+``("beat", rss_bytes, cpu_seconds)`` (both None between resource samples), ``("bye",)``.
 
 runner → worker: ``("mb", mb_id, spec)``, ``("stop",)``.
 """
@@ -110,10 +110,19 @@ class _Channel:
         return self.conn.recv()
 
 
-def _heartbeat(channel: _Channel, interval: float, stop: threading.Event) -> None:
+def _heartbeat(
+    channel: _Channel, interval: float, sample_every: float, stop: threading.Event
+) -> None:
+    """Tell the runner this process is alive every ``interval`` seconds, with a CPU and memory
+    sample every ``sample_every`` seconds (0: never). The thread keeps beating while ``init()``
+    or ``run()`` hold the main thread, unless C code holds the GIL."""
+    last_sample = 0.0
     while not stop.wait(interval):
+        sample: tuple = (None, None)
+        if sample_every and time.monotonic() - last_sample >= sample_every:
+            sample, last_sample = resource_sample(), time.monotonic()
         try:
-            channel.send(("beat", *resource_sample()))
+            channel.send(("beat", *sample))
         except OSError:
             return
 
@@ -138,10 +147,13 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         process_name=name,
         log_dir=str(Path(spec["log_file"]).parent),
     )
-    interval = float(spec.get("heartbeat_interval") or 0)
+    sample_every = float(spec.get("resource_monitor_interval") or 0)
     stop = threading.Event()
-    if interval > 0:
-        threading.Thread(target=_heartbeat, args=(channel, interval, stop), daemon=True).start()
+    threading.Thread(
+        target=_heartbeat,
+        args=(channel, float(spec.get("heartbeat_interval", 5)), sample_every, stop),
+        daemon=True,
+    ).start()
 
     started = time.time()
     try:
@@ -157,7 +169,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         return
     logging.getLogger(__name__).info("%s ready after %.2fs", name, time.time() - started)
     channel.send(("ready", time.time() - started))
-    if interval > 0:  # a first sample now, so even a short run shows each worker's memory
+    if sample_every:  # a first sample now, so even a short run shows each worker's memory
         channel.send(("beat", *resource_sample()))
 
     append_rows = spec.get("output_action", "append_row") == "append_row"
