@@ -30,9 +30,16 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-function ago(timestamp) {
+// While the run goes on the view is redrawn every poll, so "Ns ago" stays true; once it has
+// ended nothing redraws it, so the heartbeat is shown as the clock time it happened.
+function heartbeat(timestamp, final) {
   if (!timestamp) return "";
+  if (final) return new Date(timestamp * 1000).toLocaleTimeString();
   return `${Math.max(0, Math.round(Date.now() / 1000 - timestamp))}s ago`;
+}
+
+function baseName(path) {
+  return path.split(/[\\/]/).pop();
 }
 
 function progressBar(step) {
@@ -78,12 +85,23 @@ function counters(step) {
     h("span", { text: step.eta === null ? "" : `ETA ${duration(step.eta)}` }));
 }
 
-function workersTable(step) {
+function stepsTable(steps) {
+  const head = h("tr", {}, ...["step", "status", "mini-batches", "items done", "items failed",
+    "elapsed"].map((t) => h("th", { text: t })));
+  const rows = steps.map((s) => h("tr", { class: `prd-step-row prd-state-${s.status}` },
+    ...[s.name, s.status, `${s.mb_done + s.mb_failed}/${s.mb_total ?? "?"}`, s.items_done,
+      s.items_failed, duration(s.elapsed)].map((t) => h("td", { text: String(t) }))));
+  return h("table", { class: "prd-steps" }, h("thead", {}, head), h("tbody", {}, ...rows));
+}
+
+function workersTable(step, final) {
   const head = h("tr", {}, ...["node", "process", "pid", "state", "mini-batch", "done", "failed",
     "retries", "restarts", "heartbeat", "memory"].map((t) => h("th", { text: t })));
   const rows = step.workers.map((w) => h("tr", { class: `prd-worker prd-state-${w.state}` },
-    ...[w.node_id, w.name, w.pid ?? "", w.state, w.current_mb ?? "", w.done, w.failed, w.retries,
-      w.restarts, ago(w.heartbeat), bytes(w.rss)].map((t) => h("td", { text: String(t) }))));
+    // On a Dask cluster a node is a Dask worker: show where it runs.
+    ...[w.host ? `${w.node_id} ${w.host}` : w.node_id, w.name, w.pid ?? "", w.state,
+      w.current_mb ?? "", w.done, w.failed, w.retries, w.restarts, heartbeat(w.heartbeat, final),
+      bytes(w.rss)].map((t) => h("td", { text: String(t) }))));
   return h("table", { class: "prd-workers" }, h("thead", {}, head), h("tbody", {}, ...rows));
 }
 
@@ -106,7 +124,8 @@ function errorsList(step) {
 function preview(step) {
   if (!step.preview || !step.preview.length) return null;
   return h("details", { class: "prd-preview", open: "" },
-    h("summary", { text: `Latest output rows (${step.output_file})` }),
+    h("summary", { text: `Latest output rows (${baseName(step.output_file)})`,
+      title: step.output_file }),
     h("pre", { text: step.preview.join("\n") }));
 }
 
@@ -125,7 +144,7 @@ function logs(step, model, selected) {
     step.log_text === undefined ? null : h("pre", { class: "prd-log-text", text: step.log_text }));
 }
 
-function stepView(step, model, selected, openDetails) {
+function stepView(step, model, selected, openDetails, final) {
   const view = h("div", { class: "prd-step", "data-step": step.name },
     h("div", { class: "prd-step-head" },
       h("strong", { text: step.name }),
@@ -133,7 +152,7 @@ function stepView(step, model, selected, openDetails) {
       h("span", { text: duration(step.elapsed) })),
     progressBar(step), counters(step),
     step.error ? h("div", { class: "prd-step-error", text: step.error }) : null,
-    workersTable(step), errorsList(step), preview(step), logs(step, model, selected));
+    workersTable(step, final), errorsList(step), preview(step), logs(step, model, selected));
   // Keep open/closed sections and shown tracebacks as the user left them across re-renders.
   view.querySelectorAll("details").forEach((d, i) => {
     const key = `${step.name}:${i}`;
@@ -160,7 +179,9 @@ function render({ model, el }) {
         h("span", { class: "prd-elapsed", text: duration(state.elapsed) })),
       state.error ? h("div", { class: "prd-run-error", text: state.error }) : null,
       chart(state.history),
-      ...state.steps.map((step) => stepView(step, model, state.selected_log, openDetails)),
+      state.steps.length > 1 ? stepsTable(state.steps) : null,
+      ...state.steps.map((step) =>
+        stepView(step, model, state.selected_log, openDetails, state.final)),
     ].filter(Boolean));
     root.querySelectorAll(".prd-traceback").forEach((t) => {
       if (shownTraces.has(t.previousSibling.textContent)) t.hidden = false;

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import time
 
-from conftest import file_dataset, submit_step
+from conftest import ECHO_SCRIPT, file_dataset, submit_step
 
-from jupyter_parallelrun import RunDetails
+from jupyter_parallelrun import (
+    Experiment,
+    ParallelRunConfig,
+    ParallelRunStep,
+    Pipeline,
+    PipelineData,
+    RunDetails,
+)
 
 SCRIPT = """
 import os, time
@@ -55,3 +62,60 @@ def test_a_finished_run_does_not_poll(ws, write_script, files):
     widget = RunDetails(run)
     assert not widget.polling and widget.state["final"]
     widget.close()
+
+
+def test_state_of_a_failed_run_names_the_budget(ws, write_script, files):
+    run = submit_step(
+        ws,
+        write_script(SCRIPT),
+        file_dataset(files(12)),
+        mini_batch_size=1,
+        run_max_try=1,
+        allowed_failed_count=0,
+    )
+    assert run.wait_for_completion(raise_on_error=False) == "Failed"
+    state = RunDetails(run).state
+    assert state["final"] and state["status"] == "Failed"
+    assert "allowed_failed_count=0 exceeded: 1 mini-batches failed" in state["error"]
+    (step,) = state["steps"]
+    assert step["status"] == "Failed" and step["mb_failed"] == 1
+    assert step["errors"][0]["exception"] == "ValueError: bad <b>input</b>"
+
+
+def test_state_of_a_pipeline_has_a_row_per_step(ws, write_script, files):
+    echo = write_script(ECHO_SCRIPT)
+    middle = PipelineData(name="echoed", datastore=ws.get_default_datastore())
+    steps = [
+        ParallelRunStep(
+            name=name,
+            inputs=[source],
+            output=output,
+            parallel_run_config=ParallelRunConfig(
+                source_directory=str(echo), entry_script="score.py", mini_batch_size=2
+            ),
+        )
+        for name, source, output in [
+            ("echo", file_dataset(files(6)).as_named_input("items"), middle),
+            (
+                "echo-again",
+                middle,
+                PipelineData(name="again", datastore=ws.get_default_datastore()),
+            ),
+        ]
+    ]
+    run = Experiment(ws, "two-steps").submit(Pipeline(workspace=ws, steps=steps))
+    widget = RunDetails(run)
+    assert run.wait_for_completion() == "Completed"
+    deadline = time.time() + 10
+    while widget.polling and time.time() < deadline:
+        time.sleep(0.1)
+    first, second = widget.state["steps"]
+    assert (first["name"], first["status"], first["items_done"]) == ("echo", "Completed", 6)
+    assert (second["name"], second["status"], second["items_done"]) == (
+        "echo-again",
+        "Completed",
+        1,
+    )
+    assert len(first["preview"]) == 6
+    assert second["preview"][0].startswith("parallel_run_step.txt item_")
+    assert len(first["workers"]) == len(second["workers"]) == 1

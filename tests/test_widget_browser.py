@@ -41,10 +41,19 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
 ]
 
-SCRIPT = f"""
+# The second half of the items waits for the test to release it, so the page can be checked
+# and photographed in both themes while the run is certainly still going.
+GATED = tuple(f"_{i:03d}.txt" for i in range(ITEMS // 2, ITEMS))
+# Items finish in file-name order, and the "<b>" name sorts after every gated one.
+BEFORE_GATE = ITEMS // 2 - 1
+
+
+def _script(release: Path) -> str:
+    return f"""
 import os, time
 
 FAILING = {FAILING!r}
+GATED = {GATED!r}
 
 def init():
     pass
@@ -54,6 +63,8 @@ def run(mini_batch):
     rows = []
     for path in mini_batch:
         name = os.path.basename(path)
+        while name.endswith(GATED) and not os.path.exists({str(release)!r}):
+            time.sleep(0.05)
         if name in FAILING:
             raise ValueError(f"cannot score {{name}}")
         rows.append(f"{{name}} -> {{open(path).read()}}")
@@ -217,6 +228,13 @@ def _menu(page: Page, *labels: str) -> None:
         item.click()
 
 
+def _theme(page: Page, name: str, *, light: bool) -> None:
+    _menu(page, "Settings", "Theme", name)
+    expect(page.locator(f"body[data-jp-theme-light='{str(light).lower()}']")).to_have_count(1)
+    # JupyterLab covers the page with its splash screen while the new theme loads.
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0)
+
+
 def _counts(page: Page) -> tuple[str, int]:
     """The run's status and how many items are finished (done or failed), as shown."""
     status = page.locator(".prd-head .prd-status").inner_text()
@@ -229,7 +247,8 @@ def test_run_details_in_jupyterlab(tmp_path: Path, lab, page: Page):
     ws_dir = tmp_path / "ws"
     Workspace.create("test", path=ws_dir)
     (ws_dir / "src").mkdir()
-    (ws_dir / "src" / "score.py").write_text(SCRIPT)
+    release = tmp_path / "release"
+    (ws_dir / "src" / "score.py").write_text(_script(release))
     (ws_dir / "inputs").mkdir()
     for i in range(ITEMS):
         (ws_dir / "inputs" / _file_name(i)).write_text(f"payload-{i}")
@@ -248,22 +267,26 @@ def test_run_details_in_jupyterlab(tmp_path: Path, lab, page: Page):
 
     root = page.locator(".prd-root")
     expect(root).to_be_visible()
-    # Follow the counters while the run goes on; take a screenshot once some work is done.
+    # Follow the counters while the run goes on; once the first half is done (the second waits
+    # for `release`), photograph the running run in both themes, then let it finish.
     seen: list[int] = []
-    running_shot = False
     deadline = time.monotonic() + 60
     while True:
         status, finished = _counts(page)
         seen.append(finished)
-        if status == "Running" and 0 < finished < ITEMS and not running_shot:
-            root.screenshot(path=ARTIFACTS / "run_details_light_running.png")
-            running_shot = True
         if status in FINAL_STATUSES:
             break
+        if finished == BEFORE_GATE and not release.exists():
+            assert status == "Running"
+            root.screenshot(path=ARTIFACTS / "run_details_light_running.png")
+            _theme(page, "JupyterLab Dark", light=False)
+            root.screenshot(path=ARTIFACTS / "run_details_dark_running.png")
+            _theme(page, "JupyterLab Light", light=True)
+            release.touch()
         assert time.monotonic() < deadline, f"run still {status} after 60 s, counts {seen}"
         time.sleep(0.2)
     assert status == "Completed"
-    assert running_shot, f"never saw the run part-way: {seen}"
+    assert release.exists(), f"never saw the run half-way: {seen}"
     assert seen == sorted(seen) and len(set(seen)) >= 3, seen
 
     counters = page.locator(".prd-counters")
@@ -302,12 +325,38 @@ def test_run_details_in_jupyterlab(tmp_path: Path, lab, page: Page):
     assert root.evaluate(stray) == 0
     root.screenshot(path=ARTIFACTS / "run_details_light_final.png")
 
-    _menu(page, "Settings", "Theme", "JupyterLab Dark")
-    expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1)
-    # JupyterLab covers the page with its splash screen while the new theme loads.
-    expect(page.locator("#jupyterlab-splash")).to_have_count(0)
+    _theme(page, "JupyterLab Dark", light=False)
     background = root.evaluate("node => getComputedStyle(node).backgroundColor")
     channels = [int(c) for c in re.findall(r"\d+", background)[:3]]
     assert sum(channels) < 3 * 96, f"widget background {background} is not dark"
     expect(known.locator(".prd-traceback")).to_be_visible()
     root.screenshot(path=ARTIFACTS / "run_details_dark_final.png")
+
+
+def test_run_details_in_notebook_7(tmp_path: Path, lab, page: Page):
+    """The same widget in Jupyter Notebook 7's page (served by the same Jupyter server)."""
+    ws_dir = tmp_path / "ws"
+    Workspace.create("test", path=ws_dir)
+    (ws_dir / "src").mkdir()
+    release = tmp_path / "release"
+    release.touch()
+    (ws_dir / "src" / "score.py").write_text(_script(release))
+    (ws_dir / "inputs").mkdir()
+    for i in range(6):
+        (ws_dir / "inputs" / _file_name(i)).write_text(f"payload-{i}")
+    notebook = _write_notebook(tmp_path, ws_dir)
+    base, token = lab
+
+    page.goto(f"{base}/notebooks/{notebook.name}?token={token}")
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
+    # As in JupyterLab, cells run before the kernel is connected would not run.
+    expect(page.locator(".jp-Toolbar-kernelName")).to_have_text("Python 3 (ipykernel)")
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1)
+    _menu(page, "Run", "Run All Cells")
+
+    root = page.locator(".prd-root")
+    expect(root.locator(".prd-head .prd-status")).to_have_text("Completed")
+    expect(root.locator(".prd-counters")).to_contain_text("items: 6 of 6 done, 0 failed")
+    expect(root.locator(".prd-worker")).to_have_count(2)
+    expect(root.locator(".prd-preview pre")).to_contain_text("item_005.txt -> payload-5")
+    root.screenshot(path=ARTIFACTS / "run_details_notebook7.png")
