@@ -18,7 +18,7 @@ def _step_numbers(run: dict[str, Any], store: RunStore) -> dict[str, Any]:
     elapsed = ((ended or time.time()) - started) if started else 0.0
     done_items = run["items_done"] + run["items_failed"]
     mb_finished = run["mb_done"] + run["mb_failed"]
-    throughput = done_items / elapsed if elapsed > 0 else 0.0
+    throughput = done_items / elapsed if elapsed > 0 and not run["reused_from"] else 0.0
     eta = None
     if run["status"] == "Running" and run["mb_total"] and mb_finished and elapsed > 0:
         eta = elapsed * (run["mb_total"] - mb_finished) / mb_finished
@@ -39,6 +39,7 @@ def _step_numbers(run: dict[str, Any], store: RunStore) -> dict[str, Any]:
         "throughput": throughput,
         "eta": eta,
         "nodes": len({w["node_id"] for w in workers}),
+        "hosts": sorted({w["host"] for w in workers if w.get("host")}),
         "processes": len(workers),
         "workers": workers,
     }
@@ -101,8 +102,9 @@ def summary_text(state: dict[str, Any]) -> str:
         lines.append(f"  error: {state['error']}")
     for step in state["steps"]:
         lines.append("  " + progress_line(step))
+        hosts = f" on {', '.join(step['hosts'])}" if step.get("hosts") else ""
         lines.append(
-            f"    {step['nodes']} node(s), {step['processes']} process(es), "
+            f"    {step['nodes']} node(s){hosts}, {step['processes']} process(es), "
             f"{step['retries']} retries"
             + (f"; reused step run {step['reused_from']}" if step["reused_from"] else "")
         )

@@ -279,8 +279,14 @@ class Run:
         steps = self.get_state()["steps"]
         total = lambda key: sum(step[key] or 0 for step in steps)  # noqa: E731
         elapsed = sum(step["elapsed"] for step in steps)
+        # A reused step did its work in an earlier run: it adds items, not speed.
+        worked = [step for step in steps if not step["reused_from"]]
+        worked_elapsed = sum(step["elapsed"] for step in worked)
+        worked_items = sum(step["items_done"] for step in worked)
+        # Byte-range tabular input has no item count until every row has been read.
+        unknown = any(step["items_total"] is None for step in steps)
         return {
-            "items_total": total("items_total"),
+            "items_total": None if unknown else total("items_total"),
             "items_done": total("items_done"),
             "items_failed": total("items_failed"),
             "mini_batches_total": total("mb_total"),
@@ -290,7 +296,7 @@ class Run:
             "nodes": max((step["nodes"] for step in steps), default=0),
             "processes": max((step["processes"] for step in steps), default=0),
             "duration_seconds": elapsed,
-            "items_per_second": total("items_done") / elapsed if elapsed else 0.0,
+            "items_per_second": worked_items / worked_elapsed if worked_elapsed else 0.0,
         }
 
     @property

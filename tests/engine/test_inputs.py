@@ -49,6 +49,7 @@ def test_csv_split_by_bytes(ws, write_script, tmp_path, table):
     assert sorted(output_rows(run)) == _expected(table)
     metrics = run.get_metrics()
     assert metrics["items_done"] == 500 and metrics["mini_batches_done"] > 4
+    assert metrics["items_total"] is None  # unknown for byte ranges until every row is read
 
 
 def test_parquet_and_json_lines(ws, write_script, tmp_path, table):
@@ -147,6 +148,8 @@ def test_reuse_returns_earlier_outputs_until_something_changes(ws, write_script,
     step = second.find_step_run("score-step")[0]
     assert step.get_details()["properties"]["reusedFrom"] == first.find_step_run("score-step")[0].id
     assert sorted(output_rows(second)) == sorted(output_rows(first))
+    assert second.get_metrics()["items_done"] == 5
+    assert second.get_metrics()["items_per_second"] == 0.0  # the work was done earlier
     (folder / "score.py").write_text(ECHO_SCRIPT.replace("pass", "x = 1"))
     third = submit_step(ws, folder, data, **reuse)
     third.wait_for_completion()
