@@ -249,8 +249,9 @@ class ParallelRunConfig:
         run_max_try) and ``timeout`` as run_invocation_timeout.
     progress_update_timeout, first_task_creation_timeout, task_overhead_timeout : optional
         Seconds. No mini-batch finished for progress_update_timeout means a stuck job; no worker
-        done with init() after first_task_creation_timeout fails the step; task_overhead_timeout
-        is added to each call's limit for loading its mini-batch's input.
+        done with init() after first_task_creation_timeout (default 600, as Azure's; None: wait
+        for ever) fails the step; task_overhead_timeout is added to each call's limit for
+        loading its mini-batch's input.
     resource_monitor_interval : int or float, optional
         Seconds between CPU and memory samples per process (default 5; 0 turns it off).
     heartbeat_timeout : int or float, optional
@@ -292,7 +293,7 @@ class ParallelRunConfig:
         instance_count: int | PipelineParameter | None = None,
         retry_settings: Any = None,
         progress_update_timeout: float | None = None,
-        first_task_creation_timeout: float | None = None,
+        first_task_creation_timeout: float | None = 600,
         task_overhead_timeout: float | None = None,
         resource_monitor_interval: float = 5,
         heartbeat_timeout: float = 60,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,136 @@ def output_rows(run, name: str = "score-step") -> list[str]:
 
 def file_dataset(folder: Path):
     return Dataset.File.from_files(path=str(folder))
+
+
+def row_key(row: str) -> str:
+    """The input item a row of the fault tests' scripts is about: the text before its first tab
+    (the scripts write ``f"{file name}\\t{...}"``)."""
+    return row.split("\t", 1)[0]
+
+
+def file_keys(spec: dict) -> list[str]:
+    """The input items of a file mini-batch: its files' names."""
+    return [os.path.basename(path) for path in spec["paths"]]
+
+
+@dataclass
+class Outcome:
+    """What :func:`assert_guarantee` found, for a test's own further checks."""
+
+    status: str
+    rows: list[str]
+    done: set[str]
+    failed: set[str]
+    mini_batches: list[dict]
+    errors: list[dict]
+
+
+def assert_guarantee(
+    run,
+    items: Iterable[str],
+    *,
+    row_key: Callable[[str], str] = row_key,
+    mini_batch_keys: Callable[[dict], list[str]] = file_keys,
+    step: str = "score-step",
+) -> Outcome:
+    """Assert issue 3's guarantee on a finished step run, whatever faults it met.
+
+    Every input item appears exactly once, either among the output rows of a successful
+    mini-batch or in the failure record with its cause; no output row appears twice; the run's
+    counters equal what the output file and the failure record hold.
+
+    Parameters
+    ----------
+    run : PipelineRun or StepRun
+        A finished run (the step called ``step`` of a pipeline run).
+    items : iterable of str
+        The keys of every input item (file names for file input).
+    row_key
+        The item key of one output row.
+    mini_batch_keys
+        The item keys of a mini-batch, from its spec.
+
+    Notes
+    -----
+    The failure record is the committed mini-batches (the run store) with the errors of
+    ``get_details()``; the counters are the run's and ``get_metrics()``. A run that did not
+    complete may leave items in no committed mini-batch: its own error is their cause. Rows
+    are assumed one per succeeded item, as the test scripts write them.
+    """
+    step_run = run.find_step_run(step)[0] if hasattr(run, "find_step_run") else run
+    store = step_run.experiment.workspace.store
+    record = store.get_run(step_run.id)
+    assert record["status"] in ("Completed", "Failed", "Canceled"), record["status"]
+    items = list(items)
+    assert len(set(items)) == len(items), "the test's input keys must be unique"
+
+    # The output file holds whole rows, exactly the committed ones, none twice.
+    spec = record["spec"]
+    output = step_run.get_output_data(spec["output"]["name"])
+    path = output.datastore.local_path(output.path_on_datastore)
+    path = path / spec["config"]["append_row_file_name"]
+    data = path.read_bytes() if path.exists() else b""
+    batches = store.mini_batches(step_run.id)
+    committed_end = max((mb["output_end"] or 0 for mb in batches), default=0)
+    assert len(data) == committed_end == record["output_bytes"], (
+        f"{path} holds {len(data)} bytes; committed: {committed_end} (mini-batches), "
+        f"{record['output_bytes']} (run counter)"
+    )
+    assert not data or data.endswith(b"\n"), f"{path} ends in a torn row: {data[-80:]!r}"
+    rows = data.decode("utf-8").splitlines()
+    twice = [row for row, n in Counter(rows).items() if n > 1]
+    assert not twice, f"rows appear more than once: {twice[:5]}"
+    keys = [row_key(row) for row in rows]
+    twice = [key for key, n in Counter(keys).items() if n > 1]
+    assert not twice, f"items have more than one row: {twice[:5]}"
+
+    # Each committed mini-batch accounts for each of its items once: a row, or a failure.
+    errors = step_run.get_details()["errors"]
+    causes = defaultdict(list)
+    for error in errors:
+        causes[error["miniBatch"]].append(error)
+    owner: dict[str, int] = {}
+    with_rows = set(keys)
+    done: set[str] = set()
+    failed: set[str] = set()
+    for mb in batches:
+        mb_keys = mini_batch_keys(mb["spec"])
+        for key in mb_keys:
+            assert key not in owner, f"{key} is in mini-batches {owner[key]} and {mb['mb_id']}"
+            owner[key] = mb["mb_id"]
+        ok = with_rows.intersection(mb_keys)
+        tries = causes[mb["mb_id"]]
+        if mb["status"] == "done":
+            assert (mb["succeeded"], mb["failed"]) == (len(ok), len(mb_keys) - len(ok)), mb
+            assert len(tries) >= mb["tries"] - 1, (mb, tries)
+        else:
+            assert mb["status"] == "failed", mb
+            assert not ok, f"failed mini-batch {mb['mb_id']} has rows for {sorted(ok)}"
+            assert (mb["succeeded"], mb["failed"]) == (0, len(mb_keys)), mb
+            assert mb["error"], mb
+            last = [e for e in tries if (e["try"], e["exception"]) == (mb["tries"], mb["error"])]
+            assert last, f"the cause of failed mini-batch {mb['mb_id']} is not recorded: {tries}"
+        done |= ok
+        failed |= set(mb_keys) - ok
+    stray = with_rows - set(owner)
+    assert not stray, f"rows of items no committed mini-batch holds: {sorted(stray)[:5]}"
+    unknown = set(owner) - set(items)
+    assert not unknown, f"mini-batches hold items that are not input: {sorted(unknown)[:5]}"
+    if record["status"] == "Completed":
+        missing = set(items) - set(owner)
+        assert not missing, f"input items in no output row and no failure: {sorted(missing)[:5]}"
+        assert record["mb_total"] == len(batches), (record["mb_total"], len(batches))
+    else:
+        assert record["error"], "a run that did not complete must say why"
+
+    # The counters equal what the file and the failure record hold.
+    metrics = step_run.get_metrics()
+    n_done = sum(mb["status"] == "done" for mb in batches)
+    assert (
+        metrics["items_done"],
+        metrics["items_failed"],
+        metrics["mini_batches_done"],
+        metrics["mini_batches_failed"],
+    ) == (len(done), len(failed), n_done, len(batches) - n_done), metrics
+    return Outcome(record["status"], rows, done, failed, batches, errors)

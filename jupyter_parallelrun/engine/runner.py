@@ -22,13 +22,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..storage import shared_listings
 from ..store import FINAL_STATUSES
 from ..workspace import WORKSPACE_ENV, Workspace
 from . import python_path
-from .backends import LocalBackend
+from .backends import Backend, DaskBackend, LocalBackend
 from .logs import StepLogs
 from .output import AppendRowWriter
-from .partition import iter_mini_batches
+from .partition import describe, iter_mini_batches
 from .scheduler import Budget, Scheduler, StepCanceled, StepFailed
 
 #: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
@@ -150,19 +151,61 @@ def _fingerprint(step: dict[str, Any], input_fingerprint: str) -> str:
     return digest.hexdigest()
 
 
+def _worker_variables(config: dict[str, Any], ws: Workspace) -> dict[str, str]:
+    """The environment variables of every worker process, besides its thread-pool sizes."""
+    env = config.get("environment") or {}
+    return {
+        WORKSPACE_ENV: str(ws.config_file.parent),
+        **{k: str(v) for k, v in (env.get("environment_variables") or {}).items()},
+        **{k: str(v) for k, v in (config.get("environment_variables") or {}).items()},
+    }
+
+
 def _worker_environment(config: dict[str, Any], ws: Workspace, processes: int) -> None:
     """Set what the worker processes inherit (this process exists only for this run)."""
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     for name in THREAD_VARIABLES:
         os.environ[name] = threads
-    os.environ[WORKSPACE_ENV] = str(ws.config_file.parent)
-    env = config.get("environment") or {}
-    os.environ.update({k: str(v) for k, v in (env.get("environment_variables") or {}).items()})
-    os.environ.update({k: str(v) for k, v in (config.get("environment_variables") or {}).items()})
+    os.environ.update(_worker_variables(config, ws))
 
 
-def _count(scheduler: Scheduler, store, run_id: str, dataset: Any, size: int, keys, scratch):
-    """Count the mini-batches and items in the background, for progress and ETA."""
+def _backend(ws: Workspace, config: dict[str, Any]) -> Backend:
+    """Where the step's workers run: its compute target's Dask cluster, or this machine."""
+    from ..compute import ComputeTarget
+
+    interpreter = ((config.get("environment") or {}).get("python") or {}).get("interpreter_path")
+    name = config.get("compute_target")
+    compute = ComputeTarget(ws, name).to_spec() if name else {}
+    if compute.get("type") == "DaskCompute":
+        return DaskBackend(
+            compute,
+            node_count=config["node_count"],
+            processes_per_node=config["process_count_per_node"],
+            interpreter_path=interpreter,
+            variables=_worker_variables(config, ws),
+            thread_variables=THREAD_VARIABLES,
+        )
+    return LocalBackend(interpreter_path=interpreter)
+
+
+def _count(
+    scheduler: Scheduler,
+    store,
+    run_id: str,
+    dataset: Any,
+    size: int,
+    keys,
+    scratch,
+    formed: threading.Event,
+    unfingerprinted: dict[str, Any] | None,
+):
+    """Count the mini-batches and items in the background, for progress and ETA; then, for a
+    step that could not be reused, record its fingerprint for later ones.
+
+    It waits until the scheduler has its first mini-batch, so the two listings of the input
+    do not share the interpreter before the first dispatch.
+    """
+    formed.wait()
     mb_total = items = 0
     known_items = True
     for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch):
@@ -173,6 +216,21 @@ def _count(scheduler: Scheduler, store, run_id: str, dataset: Any, size: int, ke
             items += mb.n_items
     scheduler.mb_total = mb_total
     store.update_run(run_id, mb_total=mb_total, items_total=items if known_items else None)
+    if unfingerprinted is not None:
+        store.update_run(run_id, fingerprint=_fingerprint(unfingerprinted, dataset.fingerprint()))
+
+
+def _signal_first(mini_batches, formed: threading.Event):
+    """Pass the mini-batches through, setting ``formed`` once the first one is out (or none)."""
+    mini_batches = iter(mini_batches)
+    try:
+        for mb in mini_batches:
+            formed.set()
+            yield mb
+            break
+    finally:
+        formed.set()
+    yield from mini_batches
 
 
 def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> None:
@@ -184,12 +242,15 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
         logs.runner(f"warning: {warning}")
     try:
         dataset = _dataset(ws, step["input"], steps)
-        fingerprint = _fingerprint(step, dataset.fingerprint())
-        earlier = store.find_reusable(fingerprint) if step["allow_reuse"] else None
-        if earlier is not None and earlier["id"] != run_id:
-            _reuse(ws, step, earlier, logs)
-            return
-        store.update_run(run_id, fingerprint=fingerprint)
+        # The fingerprint stats every input file (seconds for a million): a step that may not
+        # reuse leaves it to the counting thread, off the way to the first dispatch.
+        if step["allow_reuse"]:
+            fingerprint = _fingerprint(step, dataset.fingerprint())
+            earlier = store.find_reusable(fingerprint)
+            if earlier is not None and earlier["id"] != run_id:
+                _reuse(ws, step, earlier, logs)
+                return
+            store.update_run(run_id, fingerprint=fingerprint)
         _execute(ws, step, steps, dataset, logs)
     except StepCanceled:
         _finish(ws, step, logs, "Canceled", "canceled on request")
@@ -205,27 +266,39 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
 
 
 def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs) -> None:
-    from ..environment import check_environment
+    backend = _backend(ws, step["config"])
+    try:
+        _schedule(ws, step, steps, dataset, logs, backend)
+    finally:
+        backend.close()
 
+
+def _schedule(
+    ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs, backend: Backend
+) -> None:
     store, run_id, config = ws.store, step["run_id"], step["config"]
-    check_environment(config.get("environment"))
+    backend.check_environment(config.get("environment"))
     nodes, per_node = config["node_count"], config["process_count_per_node"]
     _worker_environment(config, ws, nodes * per_node)
     out_dir = output_folder(ws, step["output"])
-    out_dir.mkdir(parents=True, exist_ok=True)
     committed = {mb["mb_id"]: mb for mb in store.mini_batches(run_id)}
     offset = max((mb["output_end"] or 0 for mb in committed.values()), default=0)
     writer = None
-    if config["output_action"] == "append_row":
-        writer = AppendRowWriter(out_dir / config["append_row_file_name"], offset)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if config["output_action"] == "append_row":
+            writer = AppendRowWriter(out_dir / config["append_row_file_name"], offset)
+    except OSError as error:
+        raise StepFailed(f"cannot write the output folder {out_dir}: {error}") from error
     scratch = ws.path / "runs" / run_id / "scratch"
     size, keys = config["mini_batch_size_parsed"], config.get("partition_keys")
-    source = (
-        mb
-        for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch)
-        if mb.id not in committed
+    formed = threading.Event()
+    source = _signal_first(
+        _not_committed(
+            iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch), committed
+        ),
+        formed,
     )
-    env = config.get("environment") or {}
     interval = config.get("resource_monitor_interval")
     heartbeat_timeout = float(config.get("heartbeat_timeout") or 60)
     worker_spec = {
@@ -241,7 +314,7 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
     scheduler = Scheduler(
         store=store,
         run_id=run_id,
-        backend=LocalBackend(interpreter_path=(env.get("python") or {}).get("interpreter_path")),
+        backend=backend,
         mini_batches=source,
         worker_spec=worker_spec,
         nodes=nodes,
@@ -261,14 +334,19 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
         heartbeat_timeout=heartbeat_timeout,
         counters=_committed_counters(committed.values()),
     )
-    threading.Thread(
-        target=_count, args=(scheduler, store, run_id, dataset, size, keys, scratch), daemon=True
-    ).start()
+    unfingerprinted = None if step["allow_reuse"] else step
+    counting = threading.Thread(
+        target=_count,
+        args=(scheduler, store, run_id, dataset, size, keys, scratch, formed, unfingerprinted),
+        daemon=True,
+    )
+    counting.start()
     try:
         scheduler.run()
     finally:
         if writer is not None:
             writer.close()
+    counting.join()  # a finished step shows its totals, even one too quick for the count
     reason = scheduler.budget.exceeded(
         scheduler.counters["items_failed"],
         scheduler.counters["mb_failed"],
@@ -276,6 +354,22 @@ def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLog
     )
     if reason:
         raise StepFailed(reason)
+
+
+def _not_committed(mini_batches, committed: dict[int, dict]):
+    """The mini-batches still to run. Committed ones are known by id, so on a resume the input
+    must split as it did before; when it does not (a file deleted, or added before others),
+    going on would skip or repeat items, and the step fails instead."""
+    for mb in mini_batches:
+        record = committed.get(mb.id)
+        if record is None:
+            yield mb
+        elif json.loads(json.dumps(mb.spec)) != record["spec"]:
+            raise StepFailed(
+                f"the input changed since this run started: mini-batch {mb.id} was "
+                f"{describe(record['spec'])}, now it is {describe(mb.spec)}; resuming would skip "
+                "or repeat items, so submit a new run"
+            )
 
 
 def _committed_counters(records) -> dict[str, int]:
@@ -336,7 +430,8 @@ def run_pipeline(ws: Workspace, run_id: str) -> None:
         elif status == "Completed":
             if store.get_run(run_id)["cancel_requested"]:
                 store.update_run(step["run_id"], cancel_requested=1)
-            run_step(ws, step, steps)
+            with shared_listings():  # the step's listings of its input share one copy
+                run_step(ws, step, steps)
             steps[step["run_id"]] = store.get_run(step["run_id"])["spec"]
             current = store.get_run(step["run_id"])
         if status == "Completed" and current["status"] != "Completed":

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import pickle
 import secrets
+import signal
 import threading
 import time
 from collections import deque
@@ -27,10 +29,28 @@ from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import MiniBatch, describe
 
-#: Mini-batches sent ahead to each worker (one running, the rest queued in its pipe).
+#: Mini-batches sent ahead to each worker (one running, the rest queued in its pipe) ...
 PREFETCH = 2
+#: ... or more when its mini-batches are quick: about QUEUED_SECONDS of work, at most
+#: PREFETCH_MAX, so that the worker never waits for a round of the runner's loop.
+PREFETCH_MAX = 64
+QUEUED_SECONDS = 0.02
+#: Past PREFETCH, no more is sent while this many bytes of specs wait in a worker's pipe: a
+#: full pipe would block the runner's send while the worker blocks sending its results.
+PREFETCH_BYTES = 64 * 1024
+#: Seconds between commits while results keep coming; the first result is committed at once.
+#: Each commit fsyncs the output and writes a transaction, so a commit per mini-batch would
+#: cap the run at a few hundred mini-batches a second.
+COMMIT_INTERVAL = 0.1
 #: Seconds between writes of worker state when no mini-batch finished.
 STATE_INTERVAL = 1.0
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
 
 
 class StepFailed(Exception):
@@ -45,6 +65,7 @@ class StepCanceled(Exception):
 class _InFlight:
     mini_batch: MiniBatch
     tries: int
+    size: int = 0
 
 
 @dataclass
@@ -61,6 +82,8 @@ class _Worker:
     retries: int = 0
     restarts: int = 0
     heartbeat: float | None = None
+    mb_seconds: float | None = None
+    queued_bytes: int = 0
     rss: int | None = None
     cpu: float | None = None
     started: float = 0.0
@@ -176,10 +199,16 @@ class Scheduler:
         self._results: list[tuple[dict, bytes]] = []
         self._errors: list[dict] = []
         self._last_state_write = 0.0
+        self._last_commit = 0.0
         self._last_progress = time.time()
         self._last_cancel_check = 0.0
         self._authkey = secrets.token_bytes(16)
-        self._listener = Listener(family=backend.address_family, authkey=self._authkey)
+        self._listener = Listener(
+            address=backend.listen_address,
+            family=backend.address_family,
+            backlog=64,  # every worker connects at start; a TCP backlog of 1 would drop some
+            authkey=self._authkey,
+        )
         self._arrivals: SimpleQueue = SimpleQueue()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -210,8 +239,10 @@ class Scheduler:
                 self._check_stop()
             finished = True
         finally:
-            self._commit()
-            self._stop_all(graceful=finished)
+            try:
+                self._commit(force=True)
+            finally:
+                self._stop_all(graceful=finished)
 
     def _finished(self) -> bool:
         return self.exhausted and not self.retry and not any(w.queue for w in self.workers)
@@ -259,7 +290,8 @@ class Scheduler:
         worker.heartbeat = now
         if kind == "ready":
             worker.state = "idle"
-            self.logs.runner(f"{worker.name} ready (init {message[1]:.2f}s)")
+            where = f" on {worker.handle.host}" if worker.handle.host else ""
+            self.logs.runner(f"{worker.name} ready{where} (init {message[1]:.2f}s)")
         elif kind == "init_failed":
             worker.state, worker.error = "failed", message[1]
             self._errors.append(self._error_row(None, 0, "init()", worker, message[1], message[2]))
@@ -270,6 +302,10 @@ class Scheduler:
             flight = self._finish_head(worker, mb_id, now)
             n_failed = max(n_items - n_ok, 0)
             worker.done += 1
+            took = max(ended - began, 1e-6)
+            worker.mb_seconds = (
+                took if worker.mb_seconds is None else (0.8 * worker.mb_seconds + 0.2 * took)
+            )
             self._results.append(
                 (
                     self._record(
@@ -291,6 +327,7 @@ class Scheduler:
     def _finish_head(self, worker: _Worker, mb_id: int, now: float) -> _InFlight:
         flight = worker.queue.popleft()
         assert flight.mini_batch.id == mb_id, (flight.mini_batch.id, mb_id)
+        worker.queued_bytes -= flight.size
         worker.head_started = now
         if not worker.queue and worker.state == "busy":
             worker.state = "idle"
@@ -333,10 +370,14 @@ class Scheduler:
             self.backend.join(worker.handle, timeout=2)
         code = self.backend.exit_code(worker.handle)
         if code is not None and code < 0:
-            reason += f" (killed by signal {-code})"
+            reason += f" (killed by signal {-code}, {_signal_name(-code)}"
+            if -code == signal.SIGKILL and not kill:
+                reason += "; the kernel kills processes out of memory this way"
+            reason += ")"
         elif code is not None:
             reason += f" (exit code {code})"
-        self.logs.runner(f"{worker.name} (pid {worker.handle.pid}) lost: {reason}")
+        where = f" on {worker.handle.host}" if worker.handle.host else ""
+        self.logs.runner(f"{worker.name} (pid {worker.handle.pid}{where}) lost: {reason}")
         self._close(worker)
         worker.exit_code = code
         if worker.queue:
@@ -346,6 +387,7 @@ class Scheduler:
             )
             self.retry.extendleft(reversed(worker.queue))
             worker.queue.clear()
+            worker.queued_bytes = 0
         elif worker.state != "starting":
             self._errors.append(
                 self._error_row(None, 0, "worker process", worker, reason, None, code)
@@ -412,9 +454,17 @@ class Scheduler:
             return None
         return _InFlight(mb, 1)
 
+    def _prefetch(self, worker: _Worker) -> int:
+        if worker.mb_seconds is None:
+            return PREFETCH
+        return max(PREFETCH, min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds)))
+
     def _dispatch(self) -> None:
         for worker in self.workers:
-            while worker.state in ("idle", "busy") and len(worker.queue) < PREFETCH:
+            limit = self._prefetch(worker)
+            while worker.state in ("idle", "busy") and len(worker.queue) < limit:
+                if len(worker.queue) >= PREFETCH and worker.queued_bytes >= PREFETCH_BYTES:
+                    break
                 flight = self._next_mini_batch()
                 if flight is None:
                     return
@@ -423,8 +473,12 @@ class Scheduler:
                 worker.queue.append(flight)
                 worker.state = "busy"
                 self._dispatched_any = True
+                message = ("mb", flight.mini_batch.id, flight.mini_batch.spec)
+                data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+                flight.size = len(data)
+                worker.queued_bytes += flight.size
                 try:
-                    worker.conn.send(("mb", flight.mini_batch.id, flight.mini_batch.spec))
+                    worker.conn.send_bytes(data)
                 except OSError:
                     self._lost(worker, "the worker process ended unexpectedly")
                     break
@@ -526,13 +580,18 @@ class Scheduler:
             "exit_code": exit_code,
         }
 
-    def _commit(self) -> None:
-        if not self._results and not self._errors:
+    def _commit(self, force: bool = False) -> None:
+        now = time.time()
+        if (not self._results and not self._errors) or (
+            not force and now - self._last_commit < COMMIT_INTERVAL
+        ):
             self._write_state()
             return
+        self._last_commit = now
         results, self._results = self._results, []
         errors, self._errors = self._errors, []
         if self.writer is not None:
+            committed = self.writer.offset
             try:
                 offset = self.writer.append([payload for _, payload in results])
             except OSError as error:
@@ -548,10 +607,16 @@ class Scheduler:
             self.counters["mb_done" if done else "mb_failed"] += 1
             self.counters["items_done"] += record["succeeded"]
             self.counters["items_failed"] += record["failed"]
-        with self.store.transaction() as db:
-            self.store.upsert_mini_batches(db, records)
-            self.store.add_errors(db, errors)
-            self._write_state(db=db, force=True)
+        try:
+            with self.store.transaction() as db:
+                self.store.upsert_mini_batches(db, records)
+                self.store.add_errors(db, errors)
+                self._write_state(db=db, force=True)
+        except BaseException:
+            # Not recorded, so these mini-batches run again on resume: their rows must go.
+            if self.writer is not None:
+                self.writer.truncate(committed)
+            raise
         self.logs.mini_batches(records)
 
     def _write_state(self, db=None, force: bool = False) -> None:
@@ -565,6 +630,7 @@ class Scheduler:
                 "name": w.name,
                 "node_id": w.node_id,
                 "pid": w.handle.pid if w.handle else None,
+                "host": w.handle.host if w.handle else None,
                 "state": w.state,
                 "current_mb": w.queue[0].mini_batch.id if w.queue else None,
                 "done": w.done,

@@ -124,7 +124,9 @@ def _heartbeat(
         try:
             channel.send(("beat", *sample))
         except OSError:
-            return
+            # The runner is gone (killed, or its machine lost): end now, even with run() stuck,
+            # rather than run user code for a run nobody will commit.
+            os._exit(1)
 
 
 def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dict) -> None:
@@ -198,7 +200,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
                 (
                     "error",
                     mb_id,
-                    n_items,
+                    n_items if n_items is not None else _records_in(mb_spec),
                     _describe(error),
                     traceback.format_exc(),
                     began,
@@ -218,6 +220,26 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
     sys.stdout.flush()
     sys.stderr.flush()
     channel.send(("bye",))
+
+
+def _records_in(spec: dict) -> int | None:
+    """The records of a delimited or JSON-lines byte range, counted as its non-blank lines,
+    for a mini-batch that failed before it was parsed (a row that does not parse): its items
+    then count as failed instead of vanishing from the counts. None when they cannot be
+    counted (other kinds know their count; a file gone cannot be read)."""
+    if spec.get("kind") not in ("delimited", "json_lines"):
+        return None
+    from ..storage import open_file
+
+    options = spec["options"]
+    try:
+        with open_file(spec["path"], options.get("storage")) as handle:
+            handle.seek(spec["start"])
+            data = handle.read(spec["end"] - spec["start"])
+        text = data.decode(options.get("encoding") or "utf-8", errors="replace")
+    except Exception:  # noqa: BLE001 - only a count for the error report; never fail on it
+        return None
+    return sum(1 for line in text.split("\n") if line.strip())
 
 
 def _describe(error: BaseException) -> str:

@@ -6,9 +6,13 @@ import os
 import time
 
 import pytest
-from conftest import ECHO_SCRIPT, file_dataset, output_rows, submit_step
+from conftest import ECHO_SCRIPT, assert_guarantee, file_dataset, output_rows, submit_step
 
 from jupyter_parallelrun import ActivityFailedException, Run
+
+
+def _names(count: int) -> list[str]:
+    return [f"item_{i:03d}.txt" for i in range(count)]
 
 
 def test_append_row_has_every_item_once(ws, write_script, files):
@@ -16,6 +20,7 @@ def test_append_row_has_every_item_once(ws, write_script, files):
     assert run.wait_for_completion() == "Completed"
     rows = output_rows(run)
     assert sorted(rows) == [f"item_{i:03d}.txt {i}" for i in range(25)]
+    assert_guarantee(run, _names(25), row_key=lambda row: row.split(" ")[0])
     metrics = run.get_metrics()
     assert metrics["items_done"] == 25 and metrics["items_failed"] == 0
     assert metrics["mini_batches_done"] == 7 and metrics["mini_batches_total"] == 7
@@ -74,6 +79,7 @@ def test_failing_mini_batch_is_retried_then_counted(ws, write_script, files):
     assert "raise ValueError" in errors[0]["traceback"]
     assert "item_005.txt" in errors[0]["item"]
     assert len(output_rows(run)) == 10
+    assert_guarantee(run, _names(12), row_key=os.path.basename)
 
 
 def test_error_threshold_exceeded_fails_and_keeps_rows(ws, write_script, files):
@@ -95,6 +101,7 @@ def test_error_threshold_exceeded_fails_and_keeps_rows(ws, write_script, files):
     )
     done = run.get_metrics()["items_done"]
     assert len(output_rows(run)) == done
+    assert_guarantee(run, _names(40), row_key=os.path.basename)
 
 
 def test_allowed_failed_count_and_percent(ws, write_script, files):
@@ -146,6 +153,7 @@ def test_stuck_run_is_stopped_and_retried(ws, write_script, files):
     assert [e["try"] for e in sorted(errors, key=lambda e: e["try"])] == [1, 2]
     assert all("run_invocation_timeout=1s" in e["exception"] for e in errors)
     assert sum(w["restarts"] for w in ws.store.workers(step.id)) == 2
+    assert_guarantee(run, _names(6), row_key=os.path.basename)
 
 
 def test_failing_init_fails_the_run_with_its_traceback(ws, write_script, files):
@@ -165,6 +173,7 @@ def test_failing_init_fails_the_run_with_its_traceback(ws, write_script, files):
     errors = ws.store.errors(step.id)
     assert errors and 'raise RuntimeError("model file is missing")' in errors[0]["traceback"]
     assert "no worker process could start" in step.get_details()["error"]["message"]
+    assert assert_guarantee(run, _names(4)).rows == []
 
 
 def test_nodes_processes_environment_arguments_and_entry_script(ws, write_script, files):
@@ -272,6 +281,7 @@ def test_a_runner_killed_mid_run_fails_the_run_and_resumes_exactly_once(ws, writ
     assert all(step.get_status() == "Failed" for step in run.get_steps())
     committed = run.get_metrics()["items_done"]
     assert 0 < committed == len(output_rows(run))
+    assert_guarantee(run, _names(20), row_key=os.path.basename)
 
     run.resume()
     assert run.wait_for_completion(timeout_seconds=60) == "Completed"
@@ -279,6 +289,7 @@ def test_a_runner_killed_mid_run_fails_the_run_and_resumes_exactly_once(ws, writ
     assert sorted(rows) == sorted(set(rows)) and len(rows) == 20
     step = run.find_step_run("score-step")[0]
     assert len(ws.store.mini_batches(step.id)) == 20
+    assert_guarantee(run, _names(20), row_key=os.path.basename)
 
 
 LOGGING_SCRIPT = """
@@ -370,6 +381,7 @@ def test_a_worker_that_dies_mid_mini_batch_is_replaced_and_the_batch_retried(
     (error,) = ws.store.errors(step.id)
     assert "killed by signal 9" in error["exception"] and "item_003" in error["item"]
     assert sum(w["restarts"] for w in ws.store.workers(step.id)) == 1
+    assert_guarantee(run, _names(8), row_key=os.path.basename)
 
 
 def test_first_task_creation_timeout_fails_a_hanging_init(ws, write_script, files):
@@ -387,6 +399,7 @@ def test_first_task_creation_timeout_fails_a_hanging_init(ws, write_script, file
     run = submit_step(ws, script, file_dataset(files(2)), first_task_creation_timeout=1)
     with pytest.raises(ActivityFailedException, match="first_task_creation_timeout=1s"):
         run.wait_for_completion(timeout_seconds=30)
+    assert assert_guarantee(run, _names(2)).rows == []
 
 
 def test_task_overhead_timeout_adds_to_the_call_limit(ws, write_script, files):
@@ -443,6 +456,7 @@ def test_cancel_stops_workers_promptly_and_keeps_committed_rows(ws, write_script
             os.kill(worker["pid"], 0)
     done = run.get_metrics()["items_done"]
     assert 0 < done < 60 and len(output_rows(run)) == done
+    assert_guarantee(run, _names(60), row_key=os.path.basename)
 
 
 def test_odd_file_names_and_unreadable_files_are_counted_not_fatal(ws, write_script, tmp_path):
@@ -476,3 +490,7 @@ def test_odd_file_names_and_unreadable_files_are_counted_not_fatal(ws, write_scr
     )
     metrics = run.get_metrics()
     assert (metrics["items_done"], metrics["items_failed"]) == (4, 1)
+    names = ["with space.txt", "ünïcödé.txt", "<b>bold<-b>.txt", "fine.txt", "empty.txt"]
+    assert assert_guarantee(run, names, row_key=lambda row: row.split("|")[0]).failed == {
+        "empty.txt"
+    }

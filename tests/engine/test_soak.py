@@ -1,0 +1,180 @@
+"""Soak: many mini-batches, random injected faults of every kind, the runner killed once.
+
+The entry script draws a fault for every try of every item from a seeded random generator
+(the same draws on every run of the test): a raise, ``os._exit``, SIGKILL, SIGSEGV, a call stuck
+past ``run_invocation_timeout``, a partial result, or none; some input files hold bad data. With
+``run_max_try=3`` most items succeed in the end. A quarter through, the run is canceled and
+resumed; halfway, its runner is SIGKILLed and it is resumed again. Issue 3's guarantee must hold
+after the cancel, after the kill and at the end.
+
+``PARALLELRUN_SOAK_ITEMS`` sets the number of input files (two per mini-batch). The default is
+the short form CI runs in about half a minute; the long form is a few thousand mini-batches::
+
+    PARALLELRUN_SOAK_ITEMS=20000 python -m pytest -m soak tests/engine/test_soak.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from conftest import assert_guarantee, file_dataset, submit_step
+
+from jupyter_parallelrun import ActivityFailedException
+
+ITEMS = int(os.environ.get("PARALLELRUN_SOAK_ITEMS", "4000"))
+SEED = os.environ.get("PARALLELRUN_SOAK_SEED", "3")
+
+SOAK = """
+import ctypes
+import os
+import random
+import signal
+import time
+
+SEED = os.environ["SOAK_SEED"]
+TRIES = os.environ["SOAK_TRIES"]
+# Every kind of fault at least once, on the first try of these items; the rest at random.
+FORCED = {
+    "item_00001.txt": "raise",
+    "item_00003.txt": "exit",
+    "item_00005.txt": "sigkill",
+    "item_00007.txt": "sigsegv",
+    "item_00009.txt": "stuck",
+    "item_00011.txt": "partial",
+}
+RATES = [
+    ("raise", 0.02),
+    ("partial", 0.02),
+    ("exit", 0.006),
+    ("sigkill", 0.006),
+    ("sigsegv", 0.006),
+    ("stuck", 0.002),
+]
+
+
+def attempt(name):
+    # Which try of this item this is: the count of its earlier tries, kept as marker files.
+    number = 1
+    while True:
+        try:
+            marker = os.open(
+                os.path.join(TRIES, f"{name}.{number}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY
+            )
+        except FileExistsError:
+            number += 1
+            continue
+        os.close(marker)
+        return number
+
+
+def draw(name, number):
+    if number == 1 and name in FORCED:
+        return FORCED[name]
+    x = random.Random(f"{SEED}:{name}:{number}").random()
+    for kind, rate in RATES:
+        if x < rate:
+            return kind
+        x -= rate
+    return None
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    rows = []
+    for path in mini_batch:
+        name = os.path.basename(path)
+        kind = draw(name, attempt(name))
+        value = int(open(path).read())  # a file of bad data fails here, on every try
+        if kind == "partial":
+            continue
+        if kind == "raise":
+            raise RuntimeError(f"injected fault on {name}")
+        if kind == "exit":
+            os._exit(3)
+        if kind == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "sigsegv":
+            ctypes.string_at(0)
+        if kind == "stuck":
+            time.sleep(600)
+        rows.append(f"{name}\\t{value}")
+    return rows
+"""
+
+
+@pytest.mark.soak
+def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
+    ws, write_script, files, tmp_path
+):
+    names = [f"item_{i:05d}.txt" for i in range(ITEMS)]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i, name in enumerate(names):
+        (inputs / name).write_text("bad data" if i % 97 == 13 else str(i))
+    tries = tmp_path / "tries"
+    tries.mkdir()
+    run = submit_step(
+        ws,
+        write_script(SOAK),
+        file_dataset(inputs),
+        mini_batch_size=2,
+        node_count=2,
+        process_count_per_node=2,
+        run_max_try=3,
+        run_invocation_timeout=2,
+        heartbeat_timeout=8,
+        environment_variables={"SOAK_SEED": SEED, "SOAK_TRIES": str(tries)},
+    )
+    mb_total = (ITEMS + 1) // 2
+    step = run.find_step_run("score-step")[0]
+
+    def wait_until(condition) -> None:
+        deadline = time.time() + 600
+        while not condition():
+            assert time.time() < deadline and run.get_status() in ("NotStarted", "Running")
+            time.sleep(0.1)
+
+    # A quarter in, and after the stuck call of the first items (so no fault hides another),
+    # a cancel; then the run is resumed.
+    wait_until(
+        lambda: (
+            run.get_metrics()["mini_batches_done"] >= mb_total // 4
+            and any(
+                "run_invocation_timeout" in e["exception"] for e in step.get_details()["errors"]
+            )
+        )
+    )
+    run.cancel()
+    with pytest.raises(ActivityFailedException, match="Canceled"):
+        run.wait_for_completion(timeout_seconds=60)
+    canceled = assert_guarantee(run, names)
+    assert canceled.status == "Canceled" and len(canceled.mini_batches) < mb_total
+    run.resume()
+
+    # Halfway, the runner is killed; the run is resumed again.
+    wait_until(lambda: run.get_metrics()["mini_batches_done"] >= mb_total // 2)
+    os.kill(ws.store.get_run(run.id)["runner_pid"], signal.SIGKILL)
+    with pytest.raises(ActivityFailedException, match="runner process .* ended"):
+        run.wait_for_completion(timeout_seconds=60)
+    before = assert_guarantee(run, names)
+    assert before.status == "Failed" and len(before.mini_batches) < mb_total
+    assert len(before.mini_batches) > len(canceled.mini_batches)
+
+    run.resume()
+    assert run.wait_for_completion(timeout_seconds=1200) == "Completed"
+    after = assert_guarantee(run, names)
+    assert len(after.mini_batches) == mb_total
+    assert len(after.done) > 0.8 * ITEMS
+    # Every kind of fault happened, and each was recorded with its cause.
+    exceptions = [e["exception"] for e in after.errors]
+    assert any("RuntimeError: injected fault" in e for e in exceptions)
+    assert any("ValueError: invalid literal for int()" in e for e in exceptions)
+    assert any("exceeded run_invocation_timeout=2s" in e for e in exceptions)
+    assert {3, -9, -11} <= {e["exitCode"] for e in after.errors}
+    assert any(mb["status"] == "done" and mb["failed"] for mb in after.mini_batches)
