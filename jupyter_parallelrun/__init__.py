@@ -26,6 +26,7 @@ _WHERE = {
     "DEFAULT_GPU_IMAGE": "environment",
     "ComputeTarget": "compute",
     "AmlCompute": "compute",
+    "DaskCompute": "dask_compute",
     "ParallelRunConfig": "config",
     "ParallelRunStep": "pipeline",
     "Pipeline": "pipeline",

@@ -32,6 +32,7 @@ CONFIG_FLAGS = (
     ("--run-invocation-timeout", "run_invocation_timeout", float),
     ("--run-max-try", "run_max_try", int),
     ("--logging-level", "logging_level", str),
+    ("--compute", "compute_target", str),
 )
 
 
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
-    except (ValueError, TypeError, FileNotFoundError, SyntaxError, KeyError) as error:
+    except (ValueError, TypeError, OSError, SyntaxError, KeyError) as error:
         print(f"parallelrun: {error}", file=sys.stderr)
         return 2
     if run is not None and args.wait and run.get_status() != "Completed":

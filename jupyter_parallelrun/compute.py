@@ -3,11 +3,13 @@
 An ``AmlCompute`` target is local: its N nodes are groups of worker processes on this machine,
 so creating one only records its settings and waiting for it returns at once. Each kind of
 target stores a ``"type"`` in its spec; ``ComputeTarget(workspace, name)`` returns an object of
-the class registered for that type, so other kinds (a Dask cluster) add a subclass.
+the class registered for that type, so other kinds (``DaskCompute``, a Dask cluster, in
+``dask_compute.py``) add a subclass.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +19,17 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,23}$")
 VM_PRIORITIES = ("dedicated", "lowpriority")
+#: Modules of the kinds of target defined outside this one, imported when first needed.
+_MODULES = {"DaskCompute": "jupyter_parallelrun.dask_compute"}
+
+
+def check_name(name: Any) -> str:
+    """A compute target's name, or a ValueError saying what a name may be."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"name must be 2 to 24 letters, digits and '-', starting with a letter; got {name!r}"
+        )
+    return name
 
 
 def _check_count(name: str, value: Any, minimum: int) -> int:
@@ -101,6 +114,8 @@ class ComputeTarget:
 
     def __new__(cls, workspace: Workspace, name: str) -> ComputeTarget:
         spec = _lookup(workspace, name)
+        if spec["type"] in _MODULES:
+            importlib.import_module(_MODULES[spec["type"]])
         target_class = ComputeTarget._classes.get(spec["type"])
         if target_class is None:
             raise ValueError(
@@ -127,18 +142,17 @@ class ComputeTarget:
         name : str
             2 to 24 letters, digits and ``-``, starting with a letter.
         provisioning_configuration : AmlComputeProvisioningConfiguration
-            From :meth:`AmlCompute.provisioning_configuration`.
+            From :meth:`AmlCompute.provisioning_configuration`, or
+            :meth:`DaskCompute.provisioning_configuration` (which starts a Dask cluster on
+            this machine).
         """
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(
-                "name must be 2 to 24 letters, digits and '-', starting with a letter; "
-                f"got {name!r}"
-            )
+        check_name(name)
         compute_type = getattr(provisioning_configuration, "compute_type", None)
         if compute_type not in ComputeTarget._classes:
             raise TypeError(
                 "provisioning_configuration must come from "
-                "AmlCompute.provisioning_configuration(); "
+                "AmlCompute.provisioning_configuration() or "
+                "DaskCompute.provisioning_configuration(); "
                 f"got {type(provisioning_configuration).__name__}"
             )
         spec = {
@@ -150,8 +164,18 @@ class ComputeTarget:
         existing = workspace.store.lookup("compute", name)
         if existing is not None:
             spec["created"] = existing[1].get("created", spec["created"])
+            ComputeTarget(workspace, name)._release()
+        spec = ComputeTarget._classes[compute_type]._provision(workspace, spec)
         workspace.store.register("compute", name, spec, new_version=False)
         return ComputeTarget(workspace, name)
+
+    @classmethod
+    def _provision(cls, workspace: Workspace, spec: dict[str, Any]) -> dict[str, Any]:
+        """Start what a new target needs; returns the spec to store (a local target: as is)."""
+        return spec
+
+    def _release(self) -> None:  # noqa: B027 - a hook: only targets that start something stop it
+        """Stop what :meth:`_provision` started, before the target is deleted or replaced."""
 
     @staticmethod
     def list(workspace: Workspace) -> list[ComputeTarget]:
@@ -179,8 +203,24 @@ class ComputeTarget:
             print(f"{self.type} {self.name!r}: provisioning operation finished, Succeeded")
 
     def delete(self) -> None:
-        """Remove the target from the workspace."""
+        """Remove the target from the workspace (stopping what creating it started)."""
+        self._release()
         self.workspace.store.unregister("compute", self.name)
+
+    def check_step(self, node_count: int, environment: dict[str, Any] | None) -> list[str]:
+        """Raise when a step cannot run here with these settings; returns warnings to show.
+
+        Parameters
+        ----------
+        node_count : int
+            The step's resolved node_count: at most ``max_nodes``.
+        environment : dict or None
+            ``Environment.to_spec()``: checked against the Python of this machine's workers.
+        """
+        from .environment import check_environment
+
+        check_node_count(self._spec, node_count)
+        return check_environment(environment)
 
     def to_spec(self) -> dict[str, Any]:
         """The target's stored settings, ``"type"`` and ``"name"`` among them."""

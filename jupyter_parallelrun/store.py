@@ -12,6 +12,7 @@ heartbeats and the errors of one scheduling round in a single transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS workers (
     state TEXT NOT NULL, current_mb INTEGER, done INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0, retries INTEGER NOT NULL DEFAULT 0,
     restarts INTEGER NOT NULL DEFAULT 0, heartbeat REAL, rss INTEGER, cpu REAL,
-    started REAL, ended REAL, exit_code INTEGER, error TEXT,
+    started REAL, ended REAL, exit_code INTEGER, error TEXT, host TEXT,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS errors (
@@ -121,6 +122,10 @@ class RunStore:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(workers)")}
+            if "host" not in columns:  # a store made before workers ran on Dask clusters
+                with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+                    db.execute("ALTER TABLE workers ADD COLUMN host TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -299,10 +304,11 @@ class RunStore:
     def upsert_workers(self, db: sqlite3.Connection, records: Iterable[dict]) -> None:
         db.executemany(
             "INSERT OR REPLACE INTO workers (run_id, name, node_id, pid, state, current_mb, done, "
-            "failed, retries, restarts, heartbeat, rss, cpu, started, ended, exit_code, error) "
-            "VALUES (:run_id, :name, :node_id, :pid, :state, :current_mb, :done, :failed, "
-            ":retries, :restarts, :heartbeat, :rss, :cpu, :started, :ended, :exit_code, :error)",
-            list(records),
+            "failed, retries, restarts, heartbeat, rss, cpu, started, ended, exit_code, error, "
+            "host) VALUES (:run_id, :name, :node_id, :pid, :state, :current_mb, :done, :failed, "
+            ":retries, :restarts, :heartbeat, :rss, :cpu, :started, :ended, :exit_code, :error, "
+            ":host)",
+            [{"host": None, **record} for record in records],
         )
 
     def errors(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:

@@ -119,7 +119,7 @@ def make_plan(
     experiment: str,
 ) -> dict[str, Any]:
     """Validate a submission and describe it as a JSON-able plan for the runner."""
-    from ..compute import ComputeTarget, check_node_count
+    from ..compute import ComputeTarget
     from ..dataset import TabularDataset
     from ..environment import check_environment
     from ..pipeline import resolve_parameters
@@ -143,10 +143,13 @@ def make_plan(
                 f"step {step.name!r}: partition_keys={config['partition_keys']!r} needs a "
                 "TabularDataset input; the input is a FileDataset"
             )
-        warnings = check_environment(config.get("environment"))
         if config.get("compute_target"):
+            # On a Dask cluster this checks every Dask worker: reachable, enough of them, the
+            # environment installed, the workspace visible.
             compute = ComputeTarget(ws, config["compute_target"])
-            check_node_count(compute.to_spec(), config["node_count"])
+            warnings = compute.check_step(config["node_count"], config.get("environment"))
+        else:
+            warnings = check_environment(config.get("environment"))
         output = step.output
         output_name = output.name if output is not None else "output"
         datastore = getattr(output, "datastore", None)

@@ -15,6 +15,8 @@ class WorkerHandle:
     node_id: int
     pid: int | None = None
     native: Any = field(default=None, repr=False)
+    #: Where it runs when that is not this machine (a Dask worker's address).
+    host: str | None = None
 
 
 class Backend(ABC):
@@ -27,6 +29,8 @@ class Backend(ABC):
 
     #: ``multiprocessing.connection`` family the runner listens on for this backend's workers.
     address_family: str = "AF_UNIX"
+    #: Where the runner listens (None: any free address of ``address_family``).
+    listen_address: Any = None
 
     @abstractmethod
     def start_worker(
@@ -45,3 +49,15 @@ class Backend(ABC):
     @abstractmethod
     def join(self, handle: WorkerHandle, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the process to end."""
+
+    def check_environment(self, env_spec: dict | None) -> list[str]:
+        """Check an Environment's spec where the workers run; returns its warnings.
+
+        Raises ``EnvironmentCheckError`` naming what is missing. Here: this machine's Python.
+        """
+        from ...environment import check_environment
+
+        return check_environment(env_spec)
+
+    def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing
+        """Let go of what the backend holds once the step's workers have ended."""
