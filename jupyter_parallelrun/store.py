@@ -62,6 +62,14 @@ CREATE TABLE IF NOT EXISTS errors (
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 """
 
+#: Columns added to the schema since workspaces were first made: a workspace folder outlives
+#: upgrades of the package (the demo reuses its folder), so older stores gain them when opened.
+_ADDED_COLUMNS = (
+    ("workers", "host TEXT"),
+    ("errors", "pid INTEGER"),
+    ("errors", "exit_code INTEGER"),
+)
+
 #: The statuses a run ends in, as Azure ML names them.
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
 
@@ -122,10 +130,11 @@ class RunStore:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(SCHEMA)
-            columns = {row["name"] for row in db.execute("PRAGMA table_info(workers)")}
-            if "host" not in columns:  # a store made before workers ran on Dask clusters
-                with contextlib.suppress(sqlite3.OperationalError):  # another process was first
-                    db.execute("ALTER TABLE workers ADD COLUMN host TEXT")
+            for table, column in _ADDED_COLUMNS:
+                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column.split()[0] not in present:
+                    with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
