@@ -70,10 +70,10 @@ def test_failed_run_exits_non_zero(ws, write_script, files):
 
 
 def test_magics_submit_cell_and_line(ws, files, monkeypatch, capsys):
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython
 
     monkeypatch.chdir(ws.config_file.parent)
-    ip = start_ipython()
+    ip = get_ipython()  # the session's one test shell (other tests may have started it)
     ip.run_line_magic("load_ext", "jupyter_parallelrun")
     ip.user_ns["items"] = sorted(str(p) for p in files(5).iterdir())
     run = ip.run_cell_magic("parallelrun", "--input $items --wait --mini-batch-size 2", ECHO_SCRIPT)
