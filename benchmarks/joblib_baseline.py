@@ -1,7 +1,14 @@
-"""Baseline (b): plain ``joblib.Parallel`` over the mini-batches, model cached per process."""
+"""W1 baseline (b): plain ``joblib.Parallel`` over the mini-batches, model cached per process.
+
+joblib's defaults otherwise (loky processes, its own thread settings). Run alone:
+``python benchmarks/joblib_baseline.py MODEL IMAGE_FOLDER [PROCESSES [BATCH]]``.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 
 from joblib import Parallel, delayed
@@ -10,6 +17,7 @@ _MODEL = {}
 
 
 def _score(model_path: str, batch: list[str]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
     from PIL import Image
@@ -19,7 +27,7 @@ def _score(model_path: str, batch: list[str]) -> int:
     images = np.stack(
         [np.asarray(Image.open(p).convert("L"), dtype="float32")[..., None] / 255.0 for p in batch]
     )
-    return len(np.argmax(_MODEL[model_path](images, training=False), axis=1))
+    return len(np.argmax(_MODEL[model_path].predict_on_batch(images), axis=1))
 
 
 def run_joblib(paths: list[str], model_path: str, processes: int, batch_size: int) -> float:
@@ -30,3 +38,11 @@ def run_joblib(paths: list[str], model_path: str, processes: int, batch_size: in
     elapsed = time.perf_counter() - started
     assert scored == len(paths), (scored, len(paths))
     return elapsed
+
+
+if __name__ == "__main__":
+    folder = sys.argv[2]
+    files = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".png"))
+    args = [int(a) for a in sys.argv[3:5]]
+    seconds = run_joblib(files, sys.argv[1], *(args + [2, 100][len(args) :]))
+    print(json.dumps({"items": len(files), "seconds": seconds}))

@@ -8,15 +8,20 @@ of location.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 
 GLOB_CHARS = re.compile(r"[*?\[]")
+#: File names of one folder are sorted in runs of this many (see ``_sorted_names``).
+_SORT_RUN = 65536
 
 
 def sort_key(path: str) -> list[str]:
@@ -76,20 +81,92 @@ def iter_local_files(pattern: str) -> Iterator[str]:
 
 def _walk(folder: str, matcher: tuple | None, relative: list[str]) -> Iterator[str]:
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        names, folders = _sorted_names(folder)
     except (FileNotFoundError, NotADirectoryError):
         return
-    for entry in entries:
-        parts = [*relative, entry.name]
-        if entry.is_dir():
+    prefix = os.path.join(folder, "")
+    for name in names:
+        if name in folders:
             if matcher is not None:
-                depth = len(parts) - 1
-                prefix = matcher[1]
-                if depth < len(prefix) and not prefix[depth].fullmatch(entry.name):
+                depth = len(relative)
+                if depth < len(matcher[1]) and not matcher[1][depth].fullmatch(name):
                     continue
-            yield from _walk(entry.path, matcher, parts)
-        elif matcher is None or matcher[0].fullmatch("/".join(parts)):
-            yield entry.path
+            yield from _walk(prefix + name, matcher, [*relative, name])
+        elif matcher is None or matcher[0].fullmatch("/".join([*relative, name])):
+            yield prefix + name
+
+
+@contextlib.contextmanager
+def shared_listings() -> Iterator[None]:
+    """Within the block, each local folder is read once and its sorted names are shared by
+    every listing of it.
+
+    The runner lists a step's input up to three times at once (the scheduler's mini-batches,
+    the counting thread, the fingerprint); sharing keeps one copy of a large folder's names in
+    memory, and all of them see the same files.
+    """
+    global _shared
+    _shared = {}
+    try:
+        yield
+    finally:
+        _shared = None
+
+
+_shared: dict[str, tuple[list[str], set[str]]] | None = None
+_shared_lock = threading.Lock()
+
+
+def _sorted_names(folder: str) -> tuple[Iterator[str], set[str]]:
+    """The names in ``folder``, sorted, and which of them are folders.
+
+    The names are read in one pass. File names are sorted in runs of ``_SORT_RUN``, each run
+    packed into one string, and the runs are merged as the names are taken: a folder of a
+    million files costs about its names' bytes, where a list of a million ``DirEntry``
+    objects (or even of strings) costs ten times that.
+    """
+    shared = _shared
+    if shared is None:
+        runs, folders = _read_names(folder)
+    else:
+        with _shared_lock:
+            if folder not in shared:
+                shared[folder] = _read_names(folder)
+            runs, folders = shared[folder]
+    if len(runs) == 1 and not folders:
+        return _unpack(runs[0]), folders
+    return heapq.merge(*map(_unpack, runs), sorted(folders)), folders
+
+
+def _read_names(folder: str) -> tuple[list[str], set[str]]:
+    runs: list[str] = []
+    names: list[str] = []
+    folders: set[str] = set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                folders.add(entry.name)
+                continue
+            names.append(entry.name)
+            if len(names) == _SORT_RUN:
+                names.sort()
+                runs.append("\0".join(names))
+                names = []
+    if names:
+        names.sort()
+        runs.append("\0".join(names))
+    return runs, folders
+
+
+def _unpack(run: str) -> Iterator[str]:
+    start = 0
+    while True:
+        end = run.find("\0", start)
+        if end == -1:
+            yield run[start:]
+            return
+        yield run[start:end]
+        start = end + 1
 
 
 # -- opening files anywhere ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The log files a step run leaves behind (SPEC §5), under ``<step run>/logs/``.
 
-- ``job_progress_overview.txt``: counters and worker states, rewritten as the run goes;
+- ``job_progress_overview.txt``: counters and worker states, rewritten as the run goes (at
+  most once per ``OVERVIEW_INTERVAL`` seconds, and once more when the logs are closed);
 - ``job_result.txt``: the final status and summary;
 - ``job_error.txt``: the errors, grouped by exception, with the inputs they hit;
 - ``mini_batches.jsonl``: one record per finished mini-batch (inputs, tries, worker, timings,
@@ -19,6 +20,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+#: Seconds between rewrites of the progress overview: a rewrite is a file replace, which costs
+#: about a millisecond, and the scheduler reports state after every commit.
+OVERVIEW_INTERVAL = 1.0
+
 
 class StepLogs:
     """Writes the logs of one step run."""
@@ -28,6 +33,8 @@ class StepLogs:
         (self.folder / "workers").mkdir(parents=True, exist_ok=True)
         self._runner = open(self.folder / "runner.txt", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._mini_batches = open(self.folder / "mini_batches.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._overview_written = float("-inf")
+        self._overview_pending: str | None = None
         self._resources = None
 
     def resources(self, worker: str, pid: int | None, rss: int, cpu: float) -> None:
@@ -46,8 +53,10 @@ class StepLogs:
         self._runner.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def mini_batches(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            self._mini_batches.write(json.dumps(record) + "\n")
+        if not records:
+            return
+        encode = json.JSONEncoder().encode
+        self._mini_batches.write("\n".join(map(encode, records)) + "\n")
         self._mini_batches.flush()
 
     def overview(
@@ -69,10 +78,19 @@ class StepLogs:
             f"{w['done']} done, {w['failed']} failed, {w['restarts']} restarts"
             for w in workers
         ]
+        self._overview_pending = "\n".join(lines) + "\n"
+        if time.monotonic() - self._overview_written >= OVERVIEW_INTERVAL:
+            self._write_overview()
+
+    def _write_overview(self) -> None:
+        if self._overview_pending is None:
+            return
         path = self.folder / "job_progress_overview.txt"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.write_text(self._overview_pending, encoding="utf-8")
         tmp.replace(path)
+        self._overview_pending = None
+        self._overview_written = time.monotonic()
 
     def result(self, status: str, summary: str, errors: list[dict[str, Any]]) -> None:
         (self.folder / "job_result.txt").write_text(f"{status}\n{summary}\n", encoding="utf-8")
@@ -89,6 +107,7 @@ class StepLogs:
         (self.folder / "job_error.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def close(self) -> None:
+        self._write_overview()
         self._runner.close()
         self._mini_batches.close()
         if self._resources is not None:

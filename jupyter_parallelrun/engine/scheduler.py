@@ -216,16 +216,17 @@ class Scheduler:
 
     def run(self) -> None:
         """Process every mini-batch; raises StepFailed or StepCanceled when the run stops."""
-        first = next(self.source, None)
-        if first is None:  # an empty input: nothing to start workers for
-            self.exhausted = True
-            self._write_state(force=True)
-            return
-        self.source = itertools.chain([first], self.source)
+        # The workers start while the input is listed up to its first mini-batch (a folder of
+        # a million files takes a second); for an empty input they are stopped at once.
         for worker in self.workers:
             self._start(worker)
         finished = False
         try:
+            first = next(self.source, None)
+            if first is None:
+                self.exhausted = True
+            else:
+                self.source = itertools.chain([first], self.source)
             while not self._finished():
                 self._take_arrivals()
                 self._dispatch()

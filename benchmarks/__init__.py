@@ -1,0 +1,1 @@
+"""The benchmark harness of jupyter_parallelrun; run it with ``python -m benchmarks``."""

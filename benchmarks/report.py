@@ -1,0 +1,88 @@
+"""RESULTS.md from the harness's figures: the machine, the versions, every target, every figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ORDER = ("W1", "W2", "W3", "W4", "W5", "P")
+
+#: What the profiles and the timelines above show, in words (found while writing the harness).
+FINDINGS = """
+## Findings: where the time goes
+
+- **W2, mini-batches per second.** The runner's one scheduling thread is the limit; the workers
+  wait for it (section P, part by part). Per mini-batch it takes the next one from the listing,
+  pickles and sends it, receives and unpickles the answer, updates its bookkeeping, and at the
+  next commit writes its row into the store and its record into `logs/mini_batches.jsonl`; the
+  scheduling round's `multiprocessing.connection.wait` builds a new selector every time.
+  Before this harness existed, every scheduling round ended in a commit (an fsync of the
+  output, a SQLite transaction and a rewrite of the progress overview by file replace) and
+  only two mini-batches were in flight per worker: about 2,700 mini-batches/s. Commits are now
+  grouped every 0.1 s (still exactly-once: rows are fsynced before their state commits), the
+  overview is rewritten at most once a second, and quick mini-batches are sent ahead up to
+  about 20 ms of work (at most 64, and at most 64 KB of specs, so that a full pipe can never
+  block the runner's send while the worker blocks on sending its answer).
+- **W4, a million input files.** Sorted order (which resume and reuse depend on) means a flat
+  folder is read whole before its first name comes out: on this machine about 0.4 s for the
+  kernel to return a million names and 0.4 s to sort them. The names are kept packed (sorted
+  runs of 65,536 names joined into one string each, merged lazily): about 21 MB for a million,
+  where the `DirEntry` objects held before took about 290 MB. The step's listings (the
+  scheduler's, the counting thread's, the fingerprint's) share one reading of each folder;
+  the counting thread starts once the first mini-batch is out; a step that may not reuse
+  records its fingerprint (a stat of every file, about 3 s for a million) in the background;
+  the workers start while the input is listed. The runner's Python heap then peaks near
+  21 MB; the rest of its growth is the C allocator's memory kept by its threads.
+- **W1, the gap to the hand-tuned limit** is fixed start-up and end cost, not scoring (a worker
+  waits about 0.1 ms between mini-batches): `submit()` and the runner's start and imports
+  (about 0.15 s) before any worker starts; with `allow_reuse=True`, the input's fingerprint
+  (a stat of every file) before the workers start; loky's worker bootstrap (each worker
+  imports joblib before the entry script); and the end: stopping the workers one after the
+  other, the final commit and the run's status (about 0.09 s). W1's own timeline gives the
+  figures of this run.
+- **W3, tabular.** A worker reads and parses a 1 MB range exactly as the limit script does
+  (about 5 ms each); the difference is start-up and the runner's CPU (cutting the ranges,
+  counting them, committing), on a machine whose two cores the workers already fill.
+"""
+
+
+def render(results: dict[str, Any], quick: bool) -> str:
+    info, found = results["machine"], results["versions"]
+    sections = results.get("sections", {})
+    names = [name for name in ORDER if name in sections]
+    lines = [
+        "# Benchmark results" + (" (quick sizes)" if quick else ""),
+        "",
+        "Written by `python -m benchmarks"
+        + (" --quick" if quick else "")
+        + "` (see the README's Speed section). Every ratio compares figures taken in the same "
+        "invocation of the harness; a workload re-run alone with `--only` replaces its own "
+        "section, whose date is given with it.",
+        "",
+        f"- Machine: {info['cpu']}, {info['cores']} cores, {info['memory']} memory; "
+        f"{info['system']}",
+        f"- Date: {info['date']}",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in found.items()),
+        "",
+        "## Targets",
+        "",
+        "| workload | target | measured | met | gap and cause |",
+        "|---|---|---|:---:|---|",
+    ]
+    for name in names:
+        for target in sections[name]["targets"]:
+            lines.append(
+                f"| {target['workload']} | {target['text']} | {target['measured']} | "
+                f"{'yes' if target['met'] else '**no**'} | {target['gap']} |"
+            )
+    for name in names:
+        section = sections[name]
+        lines += [
+            "",
+            f"## {section['title']}",
+            "",
+            f"_{section.get('date', '')}, {section.get('seconds', 0):.0f} s of harness time._",
+            "",
+            *section["lines"],
+        ]
+    lines += ["", FINDINGS.strip()]
+    return "\n".join(lines) + "\n"
