@@ -89,6 +89,36 @@ def workspace_folder(label: str) -> Path:
     return folder
 
 
+def echo_files_job(ws: Any, files: Path, mini_batch_size: int, processes: int, name: str):
+    """A step over ``files`` whose ``run()`` returns its input (``scripts/echo_files.py``):
+    (experiment, pipeline) in workspace ``ws``; W2, W4 and P measure the engine with it."""
+    from jupyter_parallelrun import (
+        Dataset,
+        Experiment,
+        ParallelRunConfig,
+        ParallelRunStep,
+        Pipeline,
+        PipelineData,
+    )
+
+    cfg = ParallelRunConfig(
+        source_directory=str(HERE / "scripts"),
+        entry_script="echo_files.py",
+        mini_batch_size=mini_batch_size,
+        process_count_per_node=processes,
+        error_threshold=0,
+        append_row_file_name="rows.txt",
+    )
+    step = ParallelRunStep(
+        name=name,
+        parallel_run_config=cfg,
+        inputs=[Dataset.File.from_files(path=str(files)).as_named_input("files")],
+        output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
+        allow_reuse=False,
+    )
+    return Experiment(ws, ws.name), Pipeline(workspace=ws, steps=[step])
+
+
 # -- the machine ----------------------------------------------------------------------------
 
 

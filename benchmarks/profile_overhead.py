@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import DATA, Target, TreeMemory, submit_and_watch, workspace_folder
-from w2_overhead import SCRIPTS, files_input
+from common import DATA, Target, TreeMemory, echo_files_job, submit_and_watch, workspace_folder
+from w2_overhead import files_input
 
 TARGET_WORKER_US = 200
 
@@ -84,31 +84,7 @@ def _profiled_backend(folder: Path):
 
 
 def _step(ws, files: Path):
-    from jupyter_parallelrun import (
-        Dataset,
-        Experiment,
-        ParallelRunConfig,
-        ParallelRunStep,
-        Pipeline,
-        PipelineData,
-    )
-
-    cfg = ParallelRunConfig(
-        source_directory=str(SCRIPTS),
-        entry_script="echo_files.py",
-        mini_batch_size=1,
-        process_count_per_node=2,
-        error_threshold=0,
-        append_row_file_name="rows.txt",
-    )
-    step = ParallelRunStep(
-        name="echo-files",
-        parallel_run_config=cfg,
-        inputs=[Dataset.File.from_files(path=str(files)).as_named_input("files")],
-        output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
-        allow_reuse=False,
-    )
-    return Experiment(ws, "profile"), Pipeline(workspace=ws, steps=[step])
+    return echo_files_job(ws, files, 1, 2, "echo-files")
 
 
 def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.Stats], dict]:

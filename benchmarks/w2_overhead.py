@@ -14,10 +14,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common import Target, cached, fmt, small_files, submit_and_watch, workspace_folder
+from common import (
+    Target,
+    cached,
+    echo_files_job,
+    fmt,
+    small_files,
+    submit_and_watch,
+    workspace_folder,
+)
 from joblib_overhead_baseline import run_joblib_overhead
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TARGET_MB_PER_S = 10_000
 
 
@@ -26,33 +33,11 @@ def files_input(count: int) -> Path:
 
 
 def run_ours(files: Path, mini_batch_size: int, processes: int, label: str) -> dict[str, Any]:
-    from jupyter_parallelrun import (
-        Dataset,
-        Experiment,
-        ParallelRunConfig,
-        ParallelRunStep,
-        Pipeline,
-        PipelineData,
-        Workspace,
-    )
+    from jupyter_parallelrun import Workspace
 
     ws = Workspace.create("w2", path=workspace_folder(label))
-    cfg = ParallelRunConfig(
-        source_directory=str(SCRIPTS),
-        entry_script="echo_files.py",
-        mini_batch_size=mini_batch_size,
-        process_count_per_node=processes,
-        error_threshold=0,
-        append_row_file_name="rows.txt",
-    )
-    step = ParallelRunStep(
-        name="echo-files",
-        parallel_run_config=cfg,
-        inputs=[Dataset.File.from_files(path=str(files)).as_named_input("files")],
-        output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
-        allow_reuse=False,
-    )
-    watched = submit_and_watch(Experiment(ws, "w2"), Pipeline(workspace=ws, steps=[step]))
+    job = echo_files_job(ws, files, mini_batch_size, processes, "echo-files")
+    watched = submit_and_watch(*job)
     step_run, n_files = watched.step, len(os.listdir(files))
     n_mb = -(-n_files // mini_batch_size)
     rows = (

@@ -11,9 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import Target, TreeMemory, cached, fmt, small_files, submit_and_watch, workspace_folder
+from common import (
+    Target,
+    TreeMemory,
+    cached,
+    echo_files_job,
+    fmt,
+    small_files,
+    submit_and_watch,
+    workspace_folder,
+)
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
 BATCH = 100
 TARGET_RSS_RATIO = 2.5
 TARGET_FIRST_DISPATCH = 2.0
@@ -24,36 +32,12 @@ def empty_files(count: int) -> Path:
 
 
 def run_ours(files: Path, count: int, processes: int) -> dict[str, Any]:
-    from jupyter_parallelrun import (
-        Dataset,
-        Experiment,
-        ParallelRunConfig,
-        ParallelRunStep,
-        Pipeline,
-        PipelineData,
-        Workspace,
-    )
+    from jupyter_parallelrun import Workspace
 
     ws = Workspace.create("w4", path=workspace_folder(f"w4-{count}"))
-    cfg = ParallelRunConfig(
-        source_directory=str(SCRIPTS),
-        entry_script="echo_files.py",
-        mini_batch_size=BATCH,
-        process_count_per_node=processes,
-        error_threshold=0,
-        append_row_file_name="rows.txt",
-    )
-    step = ParallelRunStep(
-        name="list-files",
-        parallel_run_config=cfg,
-        inputs=[Dataset.File.from_files(path=str(files)).as_named_input("files")],
-        output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
-        allow_reuse=False,
-    )
+    job = echo_files_job(ws, files, BATCH, processes, "list-files")
     with TreeMemory() as memory:
-        watched = submit_and_watch(
-            Experiment(ws, "w4"), Pipeline(workspace=ws, steps=[step]), memory=memory, poll=0.05
-        )
+        watched = submit_and_watch(*job, memory=memory, poll=0.05)
     if watched.status != "Completed" or watched.step["items_done"] != count:
         raise RuntimeError(f"W4 run ended {watched.status}: {watched.step['items_done']} items")
     return {
