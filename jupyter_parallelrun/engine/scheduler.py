@@ -3,8 +3,8 @@
 It runs inside the runner process, one step run at a time. Each worker gets up to
 ``PREFETCH`` mini-batches ahead so it never waits for the runner; the scheduler enforces
 ``run_invocation_timeout`` (a stuck call gets its worker killed and replaced), retries failed
-tries up to ``run_max_try``, keeps the error budget, and commits finished mini-batches in groups:
-rows appended and fsynced first, then their state, counters and errors in one transaction.
+tries up to ``run_max_try``, keeps the error budget, and hands finished mini-batches to its
+:class:`~.commit.StepCommitter`, which commits them exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from ..store import RunStore
 from .backends.base import Backend, WorkerHandle
+from .commit import OutputUnwritable, StepCommitter
 from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import MiniBatch, describe
@@ -38,12 +39,6 @@ QUEUED_SECONDS = 0.02
 #: Past PREFETCH, no more is sent while this many bytes of specs wait in a worker's pipe: a
 #: full pipe would block the runner's send while the worker blocks sending its results.
 PREFETCH_BYTES = 64 * 1024
-#: Seconds between commits while results keep coming; the first result is committed at once.
-#: Each commit fsyncs the output and writes a transaction, so a commit per mini-batch would
-#: cap the run at a few hundred mini-batches a second.
-COMMIT_INTERVAL = 0.1
-#: Seconds between writes of worker state when no mini-batch finished.
-STATE_INTERVAL = 1.0
 
 
 def _signal_name(number: int) -> str:
@@ -165,7 +160,7 @@ class Scheduler:
         self.store, self.run_id, self.backend = store, run_id, backend
         self.source = mini_batches
         self.worker_spec = worker_spec
-        self.writer, self.logs = writer, logs
+        self.logs = logs
         self.timeout = float(run_invocation_timeout)
         self.max_try = int(run_max_try)
         self.budget = budget
@@ -187,19 +182,11 @@ class Scheduler:
         ]
         self.retry: deque[_InFlight] = deque()
         self.exhausted = False
-        self.counters = {
-            "items_done": 0,
-            "items_failed": 0,
-            "mb_done": 0,
-            "mb_failed": 0,
-            "retries": 0,
-            **(counters or {}),
-        }
         self.mb_total: int | None = None
-        self._results: list[tuple[dict, bytes]] = []
-        self._errors: list[dict] = []
-        self._last_state_write = 0.0
-        self._last_commit = 0.0
+        self.committer = StepCommitter(
+            store, run_id, writer, logs, lambda: (self._worker_rows(), self.mb_total), counters
+        )
+        self.counters = self.committer.counters
         self._last_progress = time.time()
         self._last_cancel_check = 0.0
         self._authkey = secrets.token_bytes(16)
@@ -295,7 +282,9 @@ class Scheduler:
             self.logs.runner(f"{worker.name} ready{where} (init {message[1]:.2f}s)")
         elif kind == "init_failed":
             worker.state, worker.error = "failed", message[1]
-            self._errors.append(self._error_row(None, 0, "init()", worker, message[1], message[2]))
+            self.committer.add_error(
+                self._error_row(None, 0, "init()", worker, message[1], message[2])
+            )
             self.logs.runner(f"{worker.name} init() failed: {message[1]}")
             self._close(worker)
         elif kind == "done":
@@ -307,13 +296,9 @@ class Scheduler:
             worker.mb_seconds = (
                 took if worker.mb_seconds is None else (0.8 * worker.mb_seconds + 0.2 * took)
             )
-            self._results.append(
-                (
-                    self._record(
-                        flight, worker, "done", began, ended, succeeded=n_ok, failed=n_failed
-                    ),
-                    payload,
-                )
+            self.committer.add_result(
+                self._record(flight, worker, "done", began, ended, succeeded=n_ok, failed=n_failed),
+                payload,
             )
         elif kind == "error":
             _, mb_id, n_items, error, trace, began, ended = message
@@ -347,7 +332,7 @@ class Scheduler:
         exit_code: int | None = None,
     ) -> None:
         mb = flight.mini_batch
-        self._errors.append(
+        self.committer.add_error(
             self._error_row(mb.id, flight.tries, describe(mb.spec), worker, error, trace, exit_code)
         )
         self.logs.runner(f"mini-batch {mb.id} try {flight.tries} failed on {worker.name}: {error}")
@@ -361,7 +346,7 @@ class Scheduler:
         record = self._record(
             flight, worker, "failed", began, ended, succeeded=0, failed=n, error=error
         )
-        self._results.append((record, b""))
+        self.committer.add_result(record, b"")
 
     def _lost(self, worker: _Worker, reason: str, *, kill: bool = False) -> None:
         """A worker died or was killed: fail its running try, requeue the rest, replace it."""
@@ -390,12 +375,12 @@ class Scheduler:
             worker.queue.clear()
             worker.queued_bytes = 0
         elif worker.state != "starting":
-            self._errors.append(
+            self.committer.add_error(
                 self._error_row(None, 0, "worker process", worker, reason, None, code)
             )
         if worker.state == "starting":
             worker.state, worker.error = "failed", f"died before init() finished: {reason}"
-            self._errors.append(
+            self.committer.add_error(
                 self._error_row(None, 0, "init()", worker, worker.error, None, code)
             )
             return
@@ -433,7 +418,7 @@ class Scheduler:
             if worker.state != "failed":
                 worker.state = "stopped"
         self._listener.close()
-        self._write_state(force=True)
+        self.committer.write_state(force=True)
 
     def _wait_bye(self, worker: _Worker, deadline: float) -> None:
         try:
@@ -582,50 +567,14 @@ class Scheduler:
         }
 
     def _commit(self, force: bool = False) -> None:
-        now = time.time()
-        if (not self._results and not self._errors) or (
-            not force and now - self._last_commit < COMMIT_INTERVAL
-        ):
-            self._write_state()
-            return
-        self._last_commit = now
-        results, self._results = self._results, []
-        errors, self._errors = self._errors, []
-        if self.writer is not None:
-            committed = self.writer.offset
-            try:
-                offset = self.writer.append([payload for _, payload in results])
-            except OSError as error:
-                raise StepFailed(
-                    f"cannot write the output file {self.writer.path}: {error}"
-                ) from error
-        else:
-            offset = None
-        records = [record for record, _ in results]
-        for record in records:
-            record["output_end"] = offset
-            done = record["status"] == "done"
-            self.counters["mb_done" if done else "mb_failed"] += 1
-            self.counters["items_done"] += record["succeeded"]
-            self.counters["items_failed"] += record["failed"]
         try:
-            with self.store.transaction() as db:
-                self.store.upsert_mini_batches(db, records)
-                self.store.add_errors(db, errors)
-                self._write_state(db=db, force=True)
-        except BaseException:
-            # Not recorded, so these mini-batches run again on resume: their rows must go.
-            if self.writer is not None:
-                self.writer.truncate(committed)
-            raise
-        self.logs.mini_batches(records)
+            self.committer.commit(force=force)
+        except OutputUnwritable as error:
+            raise StepFailed(str(error)) from error
 
-    def _write_state(self, db=None, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._last_state_write < STATE_INTERVAL:
-            return
-        self._last_state_write = now
-        workers = [
+    def _worker_rows(self) -> list[dict[str, Any]]:
+        """The ``workers`` table's rows for this step run."""
+        return [
             {
                 "run_id": self.run_id,
                 "name": w.name,
@@ -648,14 +597,3 @@ class Scheduler:
             }
             for w in self.workers
         ]
-        fields = dict(self.counters)
-        if self.writer is not None:
-            fields["output_bytes"] = self.writer.offset
-        if db is None:
-            with self.store.transaction() as tx:
-                self.store.upsert_workers(tx, workers)
-                self.store.update_run(self.run_id, db=tx, **fields)
-        else:
-            self.store.upsert_workers(db, workers)
-            self.store.update_run(self.run_id, db=db, **fields)
-        self.logs.overview(self.run_id, self.counters, self.mb_total, workers)

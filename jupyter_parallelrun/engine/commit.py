@@ -1,0 +1,145 @@
+"""Commits of a step run's progress: output rows, mini-batch records, errors, counters, workers.
+
+The exactly-once rule lives here. Rows of finished mini-batches are appended to the append_row
+file and fsynced first; then the mini-batches' records (each with the file's new end), their
+errors, the counters and the workers' state commit in one SQLite transaction. When that
+transaction fails the rows are cut back, so the file never holds a row whose mini-batch is not
+recorded, and a resumed run cuts the file back to the last recorded end.
+
+Commits are grouped: each fsyncs the output and writes a transaction, so a commit per
+mini-batch would cap a run at a few hundred mini-batches a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..store import RunStore
+from .logs import StepLogs
+from .output import AppendRowWriter
+
+#: Seconds between commits while results keep coming; the first result is committed at once.
+COMMIT_INTERVAL = 0.1
+#: Seconds between writes of worker state when no mini-batch finished.
+STATE_INTERVAL = 1.0
+
+
+class OutputUnwritable(Exception):
+    """The append_row file refused the rows (disk full, file or folder not writable)."""
+
+
+class StepCommitter:
+    """Collects what a step run's workers finish and commits it exactly once.
+
+    Parameters
+    ----------
+    store, run_id
+        Where the step run's records and counters are written.
+    writer
+        The ``append_row`` output, or None for ``summary_only``.
+    logs
+        The step's logs (mini-batch records, progress overview).
+    workers
+        Called at each state write: the rows of the ``workers`` table and the number of
+        mini-batches in all (None while not yet counted).
+    counters
+        Counters of mini-batches committed by an earlier runner of this step run (resume).
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        writer: AppendRowWriter | None,
+        logs: StepLogs,
+        workers: Callable[[], tuple[list[dict[str, Any]], int | None]],
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        self.store, self.run_id, self.writer, self.logs = store, run_id, writer, logs
+        self._workers = workers
+        self.counters = {
+            "items_done": 0,
+            "items_failed": 0,
+            "mb_done": 0,
+            "mb_failed": 0,
+            "retries": 0,
+            **(counters or {}),
+        }
+        self._results: list[tuple[dict, bytes]] = []
+        self._errors: list[dict] = []
+        self._last_commit = 0.0
+        self._last_state_write = 0.0
+
+    def add_result(self, record: dict[str, Any], rows: bytes) -> None:
+        """A mini-batch that finished (done, or failed for good) and its formatted rows."""
+        self._results.append((record, rows))
+
+    def add_error(self, error: dict[str, Any]) -> None:
+        """A failed try, a failed ``init()`` or a lost process."""
+        self._errors.append(error)
+
+    def commit(self, force: bool = False) -> None:
+        """Commit what finished, unless the last commit was under COMMIT_INTERVAL ago.
+
+        Raises
+        ------
+        OutputUnwritable
+            The rows could not be appended; nothing of this group was recorded.
+        """
+        now = time.time()
+        if (not self._results and not self._errors) or (
+            not force and now - self._last_commit < COMMIT_INTERVAL
+        ):
+            self.write_state()
+            return
+        self._last_commit = now
+        results, self._results = self._results, []
+        errors, self._errors = self._errors, []
+        offset = committed = None
+        if self.writer is not None:
+            committed = self.writer.offset
+            try:
+                offset = self.writer.append([rows for _, rows in results])
+            except OSError as error:
+                raise OutputUnwritable(
+                    f"cannot write the output file {self.writer.path}: {error}"
+                ) from error
+        records = [record for record, _ in results]
+        for record in records:
+            record["output_end"] = offset
+            done = record["status"] == "done"
+            self.counters["mb_done" if done else "mb_failed"] += 1
+            self.counters["items_done"] += record["succeeded"]
+            self.counters["items_failed"] += record["failed"]
+        try:
+            with self.store.transaction() as db:
+                self.store.upsert_mini_batches(db, records)
+                self.store.add_errors(db, errors)
+                self.write_state(db=db, force=True)
+        except BaseException:
+            # Not recorded, so these mini-batches run again on resume: their rows must go.
+            if self.writer is not None:
+                self.writer.truncate(committed)
+            raise
+        self.logs.mini_batches(records)
+
+    def write_state(self, db=None, force: bool = False) -> None:
+        """Counters and workers into the store (at most every STATE_INTERVAL unless forced)."""
+        now = time.time()
+        if not force and now - self._last_state_write < STATE_INTERVAL:
+            return
+        self._last_state_write = now
+        workers, mb_total = self._workers()
+        fields = dict(self.counters)
+        if self.writer is not None:
+            fields["output_bytes"] = self.writer.offset
+        if db is None:
+            with self.store.transaction() as tx:
+                self.store.upsert_workers(tx, workers)
+                self.store.update_run(self.run_id, db=tx, **fields)
+        else:
+            self.store.upsert_workers(db, workers)
+            self.store.update_run(self.run_id, db=db, **fields)
+        self.logs.overview(self.run_id, self.counters, mb_total, workers)
