@@ -403,16 +403,16 @@ class Scheduler:
             with contextlib.suppress(OSError):
                 worker.conn.send(("stop",))
         deadline = time.time() + 10
-        for worker in self.workers:
-            if worker.handle is None:
-                continue
-            if worker in polite:
-                self._wait_bye(worker, deadline)
-            # After "bye" the worker has run shutdown() and flushed its log; what is left is
-            # interpreter teardown (a second or more with TensorFlow loaded), not worth waiting.
+        for worker in polite:
+            self._wait_bye(worker, deadline)
+        started = [w for w in self.workers if w.handle is not None]
+        # After "bye" the worker has run shutdown() and flushed its log; what is left is
+        # interpreter teardown (a second or more with TensorFlow loaded), not worth waiting.
+        self.backend.kill_all(
+            [w.handle for w in started if self.backend.exit_code(w.handle) is None]
+        )
+        for worker in started:
             said_bye = worker.state == "stopped"
-            if self.backend.exit_code(worker.handle) is None:
-                self.backend.kill(worker.handle)
             worker.exit_code = 0 if said_bye else self.backend.exit_code(worker.handle)
             self._close(worker)
             if worker.state != "failed":

@@ -46,6 +46,11 @@ class Backend(ABC):
     def kill(self, handle: WorkerHandle) -> None:
         """Stop the process now (it may be stuck in C code or ignoring signals)."""
 
+    def kill_all(self, handles: list[WorkerHandle]) -> None:
+        """Stop these processes now; a backend that can should let them end side by side."""
+        for handle in handles:
+            self.kill(handle)
+
     @abstractmethod
     def join(self, handle: WorkerHandle, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the process to end."""
