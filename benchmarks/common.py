@@ -395,13 +395,17 @@ def run_script(
 ) -> dict[str, Any]:
     """Run ``benchmarks/<script>`` with ``args``; returns the JSON its last line prints.
 
-    With ``memory``, the script's process and its children are watched (``pid`` is added to
-    the result).
+    A script that reports ``ended_at`` (when its last row was scored) and ``loaded_at`` (when
+    its first model was loaded), as ``time.time()``, gets ``seconds`` and ``model_loaded``
+    counted from its launch: its clock starts when the user would start it, as ours starts at
+    ``submit()``. With ``memory``, the script's process and its children are watched (``pid``
+    is added to the result).
     """
     import json
     import subprocess
     import sys
 
+    launched = time.time()
     process = subprocess.Popen(
         [python or sys.executable, str(HERE / script), *map(str, args)],
         stdout=subprocess.PIPE,
@@ -415,7 +419,12 @@ def run_script(
     lines = out.strip().splitlines()
     if process.returncode != 0 or not lines:
         raise RuntimeError(f"{script} failed ({process.returncode}):\n{err[-3000:]}")
-    return {**json.loads(lines[-1]), "pid": process.pid}
+    result = {**json.loads(lines[-1]), "pid": process.pid}
+    if "ended_at" in result:
+        result["seconds"] = result["ended_at"] - launched
+    if "loaded_at" in result:
+        result["model_loaded"] = result["loaded_at"] - launched
+    return result
 
 
 def warm_up_tensorflow() -> None:

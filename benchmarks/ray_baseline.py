@@ -71,10 +71,10 @@ def run_ray(paths: list[str], model_path: str, processes: int, batch_size: int) 
         num_cpus=1,
     )
     rows = sum(len(batch["label"]) for batch in scored.iter_batches(batch_size=None))
-    elapsed = time.perf_counter() - started
+    scored_at = time.time()
     ray.shutdown()
     assert rows == len(paths), (rows, len(paths))
-    return {"items": rows, "seconds": elapsed, "ray_init": initialised, "ray": ray.__version__}
+    return {"items": rows, "ended_at": scored_at, "ray_init": initialised, "ray": ray.__version__}
 
 
 if __name__ == "__main__":

@@ -157,8 +157,9 @@ def run(quick: bool, processes: int = 2, ray: str | None = None) -> dict[str, An
     rows.append(("plain `joblib.Parallel` over the mini-batches (b)", plain))
     lines = [
         f"{count:,} PNG digits (28×28), the demo's Keras CNN, mini_batch_size {BATCH}, "
-        f"{processes} processes; wall time from start (`submit()` for us) to the last row, "
-        "process start and model load included. Each baseline runs in a fresh interpreter. "
+        f"{processes} processes; wall time from the start a user makes (`submit()` for us, the "
+        "script's launch for a baseline) to the last row scored, process start and model load "
+        "included. Each baseline runs in a fresh interpreter. "
         f"Fastest of {len(ours_runs)} alternating runs each: ours "
         + ", ".join(f"{w.wall:.2f}" for w, _ in ours_runs)
         + " s; limit "

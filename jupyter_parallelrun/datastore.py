@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec
-
 from .storage import GLOB_CHARS, filesystem, iter_local_files, sort_key
 
 if TYPE_CHECKING:
+    import fsspec
+
     from .workspace import Workspace
 
 KIND = "datastore"
@@ -221,7 +221,7 @@ class Datastore:
     def fs(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem behind this datastore."""
         if self.datastore_type == "Local":
-            return fsspec.filesystem("file")
+            return filesystem("file", {}, self.name)
         return filesystem("az", self.storage_options, self.name)
 
     def path(self, path_on_datastore: str = "") -> DataPath:

@@ -15,9 +15,11 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
+if TYPE_CHECKING:
+    import fsspec
+
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 #: File names of one folder are sorted in runs of this many (see ``_sorted_names``).
@@ -173,6 +175,10 @@ def _unpack(run: str) -> Iterator[str]:
 
 
 def filesystem(protocol: str, options: dict[str, Any], name: str) -> fsspec.AbstractFileSystem:
+    # fsspec is imported here, not at the top: local paths never need it, and every runner and
+    # worker process would pay for its import (~35 ms) before its first mini-batch.
+    import fsspec
+
     if protocol == "az":
         try:
             import adlfs  # noqa: F401
@@ -196,9 +202,7 @@ def open_file(path: str, storage: dict[str, dict] | None = None):
 
 def filesystem_for(path: str, storage: dict[str, dict] | None = None) -> fsspec.AbstractFileSystem:
     """The fsspec filesystem that reaches ``path`` (see :func:`open_file`)."""
-    if "://" not in path:
-        return fsspec.filesystem("file")
-    protocol = path.split("://", 1)[0]
+    protocol = path.split("://", 1)[0] if "://" in path else "file"
     options = next(
         (opts for root, opts in (storage or {}).items() if path.startswith(root + "/")), {}
     )
