@@ -366,6 +366,9 @@ class Scheduler:
         self.logs.runner(f"{worker.name} (pid {worker.handle.pid}{where}) lost: {reason}")
         self._close(worker)
         worker.exit_code = code
+        # A process that had not finished init() is not started again (a failing init() must
+        # not loop), unless it went down with its host: then it starts on another.
+        gave_up = worker.state == "starting" and not self.backend.host_lost(worker.handle)
         if worker.queue:
             head = worker.queue.popleft()
             self._failed_try(
@@ -374,11 +377,11 @@ class Scheduler:
             self.retry.extendleft(reversed(worker.queue))
             worker.queue.clear()
             worker.queued_bytes = 0
-        elif worker.state != "starting":
+        elif not gave_up:
             self.committer.add_error(
                 self._error_row(None, 0, "worker process", worker, reason, None, code)
             )
-        if worker.state == "starting":
+        if gave_up:
             worker.state, worker.error = "failed", f"died before init() finished: {reason}"
             self.committer.add_error(
                 self._error_row(None, 0, "init()", worker, worker.error, None, code)

@@ -139,6 +139,7 @@ import time
 def init():
     with open(os.environ["INIT_LOG"], "a") as log:
         log.write(f"{os.getpid()}\\n")
+    time.sleep(float(os.environ.get("INIT_DELAY", "0")))
 
 def run(mini_batch):
     time.sleep(float(os.environ.get("DELAY", "0")))
@@ -347,6 +348,41 @@ def test_a_dask_worker_killed_mid_run_keeps_the_guarantee(
         assert moved["restarts"] >= 1 and moved["host"] != victim["host"]
         log = (ws.path / "runs" / step.id / "logs" / "runner.txt").read_text()
         assert f"on {victim['host']}) lost" in log
+    finally:
+        cluster.start_worker(f"{by_address[victim['host']]}-again")
+        cluster.wait_for(2)
+
+
+def test_a_process_whose_dask_worker_dies_during_init_starts_on_another(
+    ws, write_script, files, compute, cluster
+):
+    run = submit_step(
+        ws,
+        write_script(SCRIPT),
+        file_dataset(files(12)),
+        mini_batch_size=1,
+        node_count=2,
+        process_count_per_node=1,
+        compute_target=compute,
+        environment_variables={"INIT_LOG": os.devnull, "INIT_DELAY": "3", "DELAY": "0.1"},
+    )
+    step = run.find_step_run("score-step")[0]
+
+    def starting_on_node_1():
+        return [w for w in ws.store.workers(step.id) if w["node_id"] == 1 and w["host"]]
+
+    wait_until(starting_on_node_1)
+    (victim,) = starting_on_node_1()
+    assert victim["state"] == "starting"
+    by_address = {address: name for name, address in cluster.workers().items()}
+    cluster.kill_worker(by_address[victim["host"]])
+    try:
+        assert run.wait_for_completion(timeout_seconds=120) == "Completed"
+        outcome = assert_guarantee(run, names(12))
+        assert outcome.done == set(names(12))
+        moved = next(w for w in ws.store.workers(step.id) if w["name"] == victim["name"])
+        assert moved["restarts"] == 1 and moved["host"] != victim["host"]
+        assert moved["done"] >= 1  # it came back and worked, rather than being given up
     finally:
         cluster.start_worker(f"{by_address[victim['host']]}-again")
         cluster.wait_for(2)

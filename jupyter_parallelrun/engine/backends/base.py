@@ -46,6 +46,12 @@ class Backend(ABC):
     def kill(self, handle: WorkerHandle) -> None:
         """Stop the process now (it may be stuck in C code or ignoring signals)."""
 
+    def host_lost(self, handle: WorkerHandle) -> bool:
+        """Whether the process went down with the machine (or cluster worker) that ran it,
+        rather than by a fault of its own: such a process is started again elsewhere even
+        when it had not finished ``init()``."""
+        return False
+
     def kill_all(self, handles: list[WorkerHandle]) -> None:
         """Stop these processes now; a backend that can should let them end side by side."""
         for handle in handles:

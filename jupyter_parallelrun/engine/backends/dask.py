@@ -385,6 +385,9 @@ class DaskBackend(Backend):
             launch.future.cancel()
         return launch.exit_code
 
+    def host_lost(self, handle: WorkerHandle) -> bool:
+        return handle.native.worker not in self._live(max_age=0)
+
     def kill(self, handle: WorkerHandle) -> None:
         launch = handle.native
         if self._exit_code(launch, 0) is None:
