@@ -41,6 +41,10 @@ QUEUED_SECONDS = 0.02
 PREFETCH_BYTES = 64 * 1024
 
 
+#: Seconds between noticing that a worker process ended and declaring it lost (see _watch).
+EXIT_GRACE = 0.3
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -84,6 +88,7 @@ class _Worker:
     started: float = 0.0
     ended: float | None = None
     exit_code: int | None = None
+    exit_seen: float | None = None
     error: str | None = None
 
 
@@ -258,7 +263,7 @@ class Scheduler:
     def _start(self, worker: _Worker) -> None:
         spec = {**self.worker_spec, "log_file": str(self.logs.worker_log(worker.name))}
         worker.state, worker.conn, worker.started = "starting", None, time.time()
-        worker.exit_code = worker.error = None
+        worker.exit_code = worker.error = worker.exit_seen = None
         worker.handle = self.backend.start_worker(
             worker.name, worker.node_id, self._listener.address, self._authkey, spec
         )
@@ -484,10 +489,15 @@ class Scheduler:
                     f"TimeoutError: run() of mini-batch {mb.id} exceeded {self.timeout_text}",
                     kill=True,
                 )
-            elif self.backend.exit_code(worker.handle) is not None and not (
-                worker.conn is not None and worker.conn.poll()
-            ):
-                self._lost(worker, "the worker process ended unexpectedly")
+            elif self.backend.exit_code(worker.handle) is not None:
+                # What a process said before it ended (its hello, init() failing) may still be
+                # on its way through the accept thread: give it EXIT_GRACE to arrive and be
+                # read, so that the cause the process reported is what the run records.
+                worker.exit_seen = worker.exit_seen or now
+                if now - worker.exit_seen > EXIT_GRACE and not (
+                    worker.conn is not None and worker.conn.poll()
+                ):
+                    self._lost(worker, "the worker process ended unexpectedly")
             elif not worker.queue and now - (worker.heartbeat or worker.started) > (
                 self.heartbeat_timeout
             ):
