@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..dataset import FileDataset, TabularDataset, read_records
+from ..dataset import FileDataset, TabularDataset
+from ..records import read_records
 from ..storage import open_file
 
 if TYPE_CHECKING:

@@ -1,0 +1,135 @@
+"""Reading the records of tabular files: a whole file, a byte range of a delimited or JSON-lines
+file, or row groups of a Parquet file, into a pandas DataFrame (with the columns that
+``partition_format`` takes from the file's path).
+
+``TabularDataset.to_pandas_dataframe`` reads whole files with it; the workers read their
+mini-batches' ranges with it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: A ``{column}`` of a ``partition_format``.
+PARTITION_KEY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_ ]*)\}")
+
+
+def partition_values(path: str, partition_format: str | None) -> dict[str, str]:
+    """The ``{column}`` values that ``partition_format`` takes from the end of ``path``."""
+    if not partition_format:
+        return {}
+    regex, position = "", 0
+    for match in PARTITION_KEY.finditer(partition_format):
+        regex += _glob_regex(partition_format[position : match.start()])
+        regex += f"(?P<k{len(regex)}>[^/]+)"
+        position = match.end()
+    regex += _glob_regex(partition_format[position:])
+    found = re.search("(?:^|/)" + regex.lstrip("/") + "$", path.replace("\\", "/"))
+    if found is None:
+        raise ValueError(
+            f"partition_format={partition_format!r} does not match the file path {path!r}"
+        )
+    return dict(zip(PARTITION_KEY.findall(partition_format), found.groups(), strict=True))
+
+
+def _glob_regex(text: str) -> str:
+    return re.escape(text).replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+
+
+def read_records(
+    path: str,
+    fmt: str,
+    options: dict[str, Any],
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    row_groups: list[int] | None = None,
+) -> pd.DataFrame:
+    """Read one file of a tabular dataset (or part of it) into a DataFrame.
+
+    Parameters
+    ----------
+    path : str
+        A local path or a datastore URL.
+    fmt : {"delimited", "json_lines", "parquet"}
+    options : dict
+        :meth:`TabularDataset.read_options`.
+    start, end : int, optional
+        A byte range of a delimited or JSON-lines file, cut on line boundaries; the header
+        line of a delimited file is read from the file's start and put back in front.
+    row_groups : list of int, optional
+        The row groups of a Parquet file to read.
+    """
+    import pandas as pd
+
+    from .storage import open_file
+
+    storage = options.get("storage")
+    with open_file(path, storage) as handle:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(handle)
+            table = parquet.read() if row_groups is None else parquet.read_row_groups(row_groups)
+            frame = table.to_pandas()
+        else:
+            header = handle.readline() if fmt == "delimited" and options["header"] else b""
+            if start is not None:
+                handle.seek(start)
+                data = header + handle.read(end - start)
+            else:
+                data = header + handle.read()
+            frame = _parse(data, fmt, options)
+    for column, value in partition_values(path, options.get("partition_format")).items():
+        frame[column] = value
+    if options.get("include_path"):
+        frame["Path"] = path
+    for column, type_name in options.get("set_column_types", {}).items():
+        if column not in frame.columns:
+            raise ValueError(
+                f"set_column_types names column {column!r}, which {path!r} does not have; "
+                f"columns: {list(frame.columns)}"
+            )
+        if type_name == "datetime":
+            frame[column] = pd.to_datetime(frame[column])
+        else:
+            frame[column] = frame[column].astype({"string": "str"}.get(type_name, type_name))
+    return frame
+
+
+def _parse(data: bytes, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    if fmt == "json_lines":
+        records = []
+        for number, line in enumerate(data.decode(options["encoding"]).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                if options["invalid_lines"] == "error":
+                    raise ValueError(
+                        f"invalid JSON on line {number} of the batch: {error}"
+                    ) from None
+        return pd.DataFrame.from_records(records)
+    if not data.strip():
+        return pd.DataFrame()
+    frame = pd.read_csv(
+        io.BytesIO(data),
+        sep=options["separator"],
+        header=0 if options["header"] else None,
+        encoding=options["encoding"],
+        dtype=None if options["infer_column_types"] else str,
+        keep_default_na=not options["empty_as_string"],
+        engine="python" if len(options["separator"]) > 1 else "c",
+    )
+    if not options["header"]:
+        frame.columns = [f"Column{i + 1}" for i in range(len(frame.columns))]
+    return frame
