@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, parent_id TEXT, experiment TEXT NOT NULL, name TEXT,
     kind TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
     started REAL, ended REAL, spec TEXT, tags TEXT, error TEXT, runner_pid INTEGER,
-    reused_from TEXT, fingerprint TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
+    reused_from TEXT, fingerprint TEXT, definition TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     items_total INTEGER, items_done INTEGER NOT NULL DEFAULT 0,
     items_failed INTEGER NOT NULL DEFAULT 0, mb_total INTEGER,
     mb_done INTEGER NOT NULL DEFAULT 0, mb_failed INTEGER NOT NULL DEFAULT 0,
@@ -65,6 +66,7 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
 #: Columns added to the schema since workspaces were first made: a workspace folder outlives
 #: upgrades of the package (the demo reuses its folder), so older stores gain them when opened.
 _ADDED_COLUMNS = (
+    ("runs", "definition TEXT"),
     ("workers", "host TEXT"),
     ("errors", "pid INTEGER"),
     ("errors", "exit_code INTEGER"),
@@ -90,6 +92,7 @@ _RUN_COLUMNS = frozenset(
         "runner_pid",
         "reused_from",
         "fingerprint",
+        "definition",
         "cancel_requested",
         "items_total",
         "items_done",
@@ -270,6 +273,18 @@ class RunStore:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [_decode_row(r) for r in self._connect().execute(sql, args)]
+
+    def completed_with_definition(self, definition: str) -> bool:
+        """Whether a step run of this definition (script, settings, arguments) completed."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT 1 FROM runs WHERE definition=? AND status='Completed' LIMIT 1",
+                (definition,),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def find_reusable(self, fingerprint: str) -> dict[str, Any] | None:
         """The newest completed step run with this fingerprint, if any."""

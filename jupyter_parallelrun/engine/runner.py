@@ -135,7 +135,9 @@ def _local_path(ws: Workspace, plan: Any, steps: dict[str, dict]) -> str:
     return _dataset(ws, plan, steps).mount_root()
 
 
-def _fingerprint(step: dict[str, Any], input_fingerprint: str) -> str:
+def _definition(step: dict[str, Any]) -> str:
+    """A digest of what the step runs, apart from its input: settings, arguments, side inputs
+    and the entry script's source snapshot."""
     digest = hashlib.sha256()
     settings = {k: v for k, v in step["config"].items() if k != "description"}
     digest.update(
@@ -143,12 +145,16 @@ def _fingerprint(step: dict[str, Any], input_fingerprint: str) -> str:
             [settings, step["arguments"], step["side_inputs"]], sort_keys=True, default=str
         ).encode()
     )
-    digest.update(input_fingerprint.encode())
     for path in sorted(Path(step["snapshot"]).rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(step["snapshot"])).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _fingerprint(definition: str, input_fingerprint: str) -> str:
+    """What reuse compares: the step's definition and its input's fingerprint."""
+    return hashlib.sha256(f"{definition}\0{input_fingerprint}".encode()).hexdigest()
 
 
 def _worker_variables(config: dict[str, Any], ws: Workspace) -> dict[str, str]:
@@ -197,10 +203,11 @@ def _count(
     keys,
     scratch,
     formed: threading.Event,
-    unfingerprinted: dict[str, Any] | None,
+    unfingerprinted: str | None,
 ):
     """Count the mini-batches and items in the background, for progress and ETA; then, for a
-    step that could not be reused, record its fingerprint for later ones.
+    step whose fingerprint was not needed up front (``unfingerprinted``: its definition),
+    record it for later ones.
 
     It waits until the scheduler has its first mini-batch, so the two listings of the input
     do not share the interpreter before the first dispatch.
@@ -242,10 +249,14 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
         logs.runner(f"warning: {warning}")
     try:
         dataset = _dataset(ws, step["input"], steps)
-        # The fingerprint stats every input file (seconds for a million): a step that may not
-        # reuse leaves it to the counting thread, off the way to the first dispatch.
-        if step["allow_reuse"]:
-            fingerprint = _fingerprint(step, dataset.fingerprint())
+        definition = _definition(step)
+        store.update_run(run_id, definition=definition)
+        # The input's fingerprint stats every file (seconds for a million). Reuse needs an
+        # earlier completed run of this same definition; without one (a first run, a changed
+        # script or setting, or allow_reuse=False) the counting thread records the
+        # fingerprint later, off the way to the first dispatch.
+        if step["allow_reuse"] and store.completed_with_definition(definition):
+            fingerprint = _fingerprint(definition, dataset.fingerprint())
             earlier = store.find_reusable(fingerprint)
             if earlier is not None and earlier["id"] != run_id:
                 _reuse(ws, step, earlier, logs)
@@ -334,7 +345,8 @@ def _schedule(
         heartbeat_timeout=heartbeat_timeout,
         counters=_committed_counters(committed.values()),
     )
-    unfingerprinted = None if step["allow_reuse"] else step
+    record = store.get_run(run_id)
+    unfingerprinted = None if record["fingerprint"] else record["definition"]
     counting = threading.Thread(
         target=_count,
         args=(scheduler, store, run_id, dataset, size, keys, scratch, formed, unfingerprinted),
