@@ -34,11 +34,14 @@ FINDINGS = """
   21 MB; the rest of its growth is the C allocator's memory kept by its threads.
 - **W1, the gap to the hand-tuned limit** is fixed start-up and end cost, not scoring (a worker
   waits about 0.1 ms between mini-batches): `submit()` and the runner's start and imports
-  (about 0.15 s) before any worker starts; with `allow_reuse=True`, the input's fingerprint
-  (a stat of every file) before the workers start; loky's worker bootstrap (each worker
-  imports joblib before the entry script); and the end: stopping the workers one after the
-  other, the final commit and the run's status (about 0.09 s). W1's own timeline gives the
-  figures of this run.
+  (about 0.15 s) before any worker starts; loky's worker bootstrap (each worker imports joblib
+  and numpy before the entry script; starting workers with a plain `subprocess` measured
+  0.1-0.2 s faster, but local execution is joblib's by design); and the end: stopping the
+  workers (side by side, about 0.05 s), the final commit and the run's status. The input's
+  fingerprint no longer delays the workers unless an earlier run of the same definition
+  completed (only then can reuse apply). Two TensorFlow imports on two cores vary by up to
+  0.5 s from run to run, so W1 keeps the fastest of three runs of each contender, and its
+  ratio to the limit has ranged from 1.06 to 1.18 over the runs made on this machine.
 - **W3, tabular.** A worker reads and parses a 1 MB range exactly as the limit script does
   (about 5 ms each); the difference is start-up and the runner's CPU (cutting the ranges,
   counting them, committing), on a machine whose two cores the workers already fill.
