@@ -27,10 +27,11 @@ from ..store import FINAL_STATUSES
 from ..workspace import WORKSPACE_ENV, Workspace
 from . import python_path
 from .backends import Backend, DaskBackend, LocalBackend
+from .budget import Budget, StepCanceled, StepFailed
 from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import describe, iter_mini_batches
-from .scheduler import Budget, Scheduler, StepCanceled, StepFailed
+from .scheduler import Scheduler
 
 #: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
 #: the cores (two single-threaded TensorFlow processes beat one with two threads on 2 cores).

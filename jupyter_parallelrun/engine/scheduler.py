@@ -25,6 +25,7 @@ from typing import Any
 
 from ..store import RunStore
 from .backends.base import Backend, WorkerHandle
+from .budget import Budget, StepCanceled, StepFailed
 from .commit import OutputUnwritable, StepCommitter
 from .logs import StepLogs
 from .output import AppendRowWriter
@@ -50,14 +51,6 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return "unknown signal"
-
-
-class StepFailed(Exception):
-    """The step run cannot go on (error budget, no worker could start, output unwritable)."""
-
-
-class StepCanceled(Exception):
-    """``cancel()`` was asked for."""
 
 
 @dataclass
@@ -90,35 +83,6 @@ class _Worker:
     exit_code: int | None = None
     exit_seen: float | None = None
     error: str | None = None
-
-
-@dataclass
-class Budget:
-    """The error budget of SPEC §3 (``-1`` or None: unlimited)."""
-
-    error_threshold: int = -1
-    allowed_failed_count: int | None = None
-    allowed_failed_percent: float | None = None
-
-    def exceeded(self, items_failed: int, mb_failed: int, mb_total: int | None) -> str | None:
-        if self.error_threshold not in (None, -1) and items_failed > self.error_threshold:
-            return (
-                f"error_threshold={self.error_threshold} exceeded: "
-                f"{items_failed} input items failed"
-            )
-        if self.allowed_failed_count not in (None, -1) and mb_failed > self.allowed_failed_count:
-            return (
-                f"allowed_failed_count={self.allowed_failed_count} exceeded: "
-                f"{mb_failed} mini-batches failed"
-            )
-        if self.allowed_failed_percent is not None and mb_total:
-            percent = 100.0 * mb_failed / mb_total
-            if percent > self.allowed_failed_percent:
-                return (
-                    f"allowed_failed_percent={self.allowed_failed_percent} exceeded: "
-                    f"{mb_failed} of {mb_total} mini-batches failed ({percent:.1f}%)"
-                )
-        return None
 
 
 class Scheduler:
