@@ -6,6 +6,7 @@ hosts; the two workers stand for two nodes. Nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,6 +108,17 @@ class Cluster:
         process = self.processes.pop(name)
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+    @contextlib.contextmanager
+    def killed(self, address: str):
+        """SIGKILL the Dask worker at ``address``; a new one takes its place afterwards."""
+        name = {a: n for n, a in self.workers().items()}[address]
+        self.kill_worker(name)
+        try:
+            yield
+        finally:
+            self.start_worker(f"{name}-again")
+            self.wait_for(2)
 
     def shut_down(self) -> None:
         for process in reversed(list(self.processes.values())):
@@ -337,10 +349,8 @@ def test_a_dask_worker_killed_mid_run_keeps_the_guarantee(
     )
     step = run.find_step_run("score-step")[0]
     wait_until(lambda: [w["done"] >= 2 for w in ws.store.workers(step.id)] == [True, True])
-    by_address = {address: name for name, address in cluster.workers().items()}
     victim = next(w for w in ws.store.workers(step.id) if w["node_id"] == 1)
-    cluster.kill_worker(by_address[victim["host"]])
-    try:
+    with cluster.killed(victim["host"]):
         assert run.wait_for_completion(timeout_seconds=120) == "Completed"
         outcome = assert_guarantee(run, names(40))
         assert outcome.done == set(names(40))
@@ -348,9 +358,6 @@ def test_a_dask_worker_killed_mid_run_keeps_the_guarantee(
         assert moved["restarts"] >= 1 and moved["host"] != victim["host"]
         log = (ws.path / "runs" / step.id / "logs" / "runner.txt").read_text()
         assert f"on {victim['host']}) lost" in log
-    finally:
-        cluster.start_worker(f"{by_address[victim['host']]}-again")
-        cluster.wait_for(2)
 
 
 def test_a_process_whose_dask_worker_dies_during_init_starts_on_another(
@@ -374,9 +381,7 @@ def test_a_process_whose_dask_worker_dies_during_init_starts_on_another(
     wait_until(starting_on_node_1)
     (victim,) = starting_on_node_1()
     assert victim["state"] == "starting"
-    by_address = {address: name for name, address in cluster.workers().items()}
-    cluster.kill_worker(by_address[victim["host"]])
-    try:
+    with cluster.killed(victim["host"]):
         assert run.wait_for_completion(timeout_seconds=120) == "Completed"
         outcome = assert_guarantee(run, names(12))
         assert outcome.done == set(names(12))
@@ -384,9 +389,6 @@ def test_a_process_whose_dask_worker_dies_during_init_starts_on_another(
         # It was started again on the other Dask worker rather than given up as failed.
         assert moved["restarts"] == 1 and moved["host"] != victim["host"]
         assert moved["state"] != "failed" and moved["error"] is None
-    finally:
-        cluster.start_worker(f"{by_address[victim['host']]}-again")
-        cluster.wait_for(2)
 
 
 def test_a_cluster_started_on_this_machine_runs_a_step_and_is_stopped(ws, write_script, files):
