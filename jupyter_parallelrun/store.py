@@ -332,7 +332,7 @@ class RunStore:
             "host) VALUES (:run_id, :name, :node_id, :pid, :state, :current_mb, :done, :failed, "
             ":retries, :restarts, :heartbeat, :rss, :cpu, :started, :ended, :exit_code, :error, "
             ":host)",
-            [{"host": None, **record} for record in records],
+            list(records),
         )
 
     def errors(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
