@@ -236,11 +236,17 @@ class Scheduler:
         return next(w for w in self.workers if w.conn is conn)
 
     def _drain(self, worker: _Worker) -> None:
+        if not self._read(worker):
+            self._lost(worker, "the worker process ended unexpectedly")
+
+    def _read(self, worker: _Worker) -> bool:
+        """Handle every message waiting on the worker's connection; False once it has ended."""
         try:
             while worker.conn is not None and worker.conn.poll():
                 self._handle(worker, worker.conn.recv())
         except (EOFError, OSError):
-            self._lost(worker, "the worker process ended unexpectedly")
+            return False
+        return True
 
     def _handle(self, worker: _Worker, message: tuple) -> None:
         kind, now = message[0], time.time()
@@ -322,6 +328,12 @@ class Scheduler:
         if kill:
             self.backend.kill(worker.handle)
         else:
+            # What the process sent before it ended comes first: a mini-batch it finished just
+            # before dying is a result, and the try that failed is the one after it (a send that
+            # found the pipe broken can notice the death before those messages were read).
+            self._read(worker)
+            if worker.state == "failed":  # it reported init() failing, and that is recorded
+                return
             self.backend.join(worker.handle, timeout=2)
         code = self.backend.exit_code(worker.handle)
         if code is not None and code < 0:
