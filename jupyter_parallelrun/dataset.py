@@ -5,11 +5,11 @@ list: the files are found when the dataset is used, in sorted order, as a stream
 fully described by :meth:`Dataset.to_spec`, which the engine uses to rebuild it in another
 process, and :meth:`Dataset.fingerprint` tells whether its content changed (for
 ``allow_reuse``). Datasets are registered in the workspace store under the kind ``"dataset"``.
+New datasets are made by ``Dataset.File`` and ``Dataset.Tabular`` (``dataset_factory.py``).
 """
 
 from __future__ import annotations
 
-import codecs
 import copy
 import hashlib
 import heapq
@@ -17,24 +17,23 @@ import itertools
 import json
 import os
 import random
-import re
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .datastore import DataPath, Datastore
+from .dataset_factory import FileDatasetFactory, TabularDatasetFactory
+from .dataset_source import iter_source_files, source_base
+from .datastore import Datastore
 from .records import PARTITION_KEY, read_records
-from .storage import copy_file, filesystem_for, iter_local_files, sort_key
+from .storage import copy_file, filesystem_for, sort_key
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .pipeline import DatasetConsumptionConfig
+    from .pipeline_inputs import DatasetConsumptionConfig
     from .workspace import Workspace
 
 KIND = "dataset"
-_ENCODINGS = {"iso88591": "latin-1", "windows1252": "cp1252", "utf8bom": "utf-8-sig"}
-_INVALID_LINES = ("error", "drop")
 
 
 class Dataset:
@@ -48,8 +47,8 @@ class Dataset:
     >>> Dataset.get_by_name(ws, "images").version                            # doctest: +SKIP
     """
 
-    File: type[FileDatasetFactory]
-    Tabular: type[TabularDatasetFactory]
+    File = FileDatasetFactory
+    Tabular = TabularDatasetFactory
     _type = ""
 
     def __init__(self, definition: dict[str, Any], workspace: Workspace | None = None) -> None:
@@ -97,7 +96,9 @@ class Dataset:
 
     def _source_files(self) -> Iterator[str]:
         """Every file the patterns match, sorted, each once, before take/skip/sample."""
-        streams = [_resolve(source, self.workspace) for source in self._definition["sources"]]
+        streams = [
+            iter_source_files(source, self.workspace) for source in self._definition["sources"]
+        ]
         merged = heapq.merge(*streams, key=sort_key) if len(streams) > 1 else streams[0]
         previous = None
         for path in merged:
@@ -213,13 +214,13 @@ class Dataset:
 
     def as_named_input(self, name: str) -> DatasetConsumptionConfig:
         """This dataset as the step input ``name``."""
-        from .pipeline import DatasetConsumptionConfig
+        from .pipeline_inputs import DatasetConsumptionConfig
 
         return DatasetConsumptionConfig(name, self)
 
     def as_mount(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
         """This dataset as an input whose files are read where they are."""
-        from .pipeline import DatasetConsumptionConfig
+        from .pipeline_inputs import DatasetConsumptionConfig
 
         return DatasetConsumptionConfig(
             self.name or "dataset", self, mode="mount", path_on_compute=path_on_compute
@@ -227,7 +228,7 @@ class Dataset:
 
     def as_download(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
         """This dataset as an input whose files are copied before the step runs."""
-        from .pipeline import DatasetConsumptionConfig
+        from .pipeline_inputs import DatasetConsumptionConfig
 
         return DatasetConsumptionConfig(
             self.name or "dataset", self, mode="download", path_on_compute=path_on_compute
@@ -253,7 +254,7 @@ class FileDataset(Dataset):
 
     def mount_root(self) -> str:
         """The folder the files are under, as a mount of this dataset would show it."""
-        bases = [_base(source) for source in self._definition["sources"]]
+        bases = [source_base(source) for source in self._definition["sources"]]
         return os.path.commonpath(bases) if all("://" not in b for b in bases) else ""
 
     def to_path(self) -> list[str]:
@@ -329,188 +330,7 @@ class TabularDataset(Dataset):
         return frame.reset_index(drop=True)
 
 
-# -- factories (Dataset.File, Dataset.Tabular) ----------------------------------------------------
-
-
-class FileDatasetFactory:
-    """``Dataset.File``: makes :class:`FileDataset` objects."""
-
-    @staticmethod
-    def from_files(
-        path: Any, validate: bool = True, partition_format: str | None = None, is_file: bool = False
-    ) -> FileDataset:
-        """A dataset of the files at ``path``.
-
-        Parameters
-        ----------
-        path : str, DataPath, (Datastore, str) tuple, or a list of these
-            A file, a folder (every file under it) or a glob with ``*``, ``?`` and ``**``.
-        validate : bool, default True
-            Raise ValueError when a pattern matches no file.
-        partition_format : str, optional
-            Such as ``"{state}/{city}/*.png"``; see :attr:`Dataset.partition_keys`.
-        is_file : bool, default False
-            Accepted for Azure compatibility.
-        """
-        definition = _definition("file", path, validate, partition_format)
-        return FileDataset(definition)
-
-
-class TabularDatasetFactory:
-    """``Dataset.Tabular``: makes :class:`TabularDataset` objects."""
-
-    @staticmethod
-    def from_delimited_files(
-        path: Any,
-        validate: bool = True,
-        include_path: bool = False,
-        infer_column_types: bool = True,
-        set_column_types: dict[str, str] | None = None,
-        separator: str = ",",
-        header: bool = True,
-        partition_format: str | None = None,
-        support_multi_line: bool = False,
-        empty_as_string: bool = False,
-        encoding: str = "utf8",
-    ) -> TabularDataset:
-        """A table from CSV-like files (``path`` as in ``Dataset.File.from_files``).
-
-        ``header=True`` means every file starts with the same header line; without a header
-        the columns are named ``Column1``, ``Column2``, ... ``set_column_types`` maps columns
-        to ``"int"``, ``"float"``, ``"str"``, ``"bool"``, ``"datetime"`` or a pandas dtype.
-        """
-        if not isinstance(separator, str) or not separator:
-            raise ValueError(f"separator must be a non-empty string; got {separator!r}")
-        if not isinstance(header, bool):
-            raise ValueError(f"header must be True or False; got {header!r}")
-        options = {
-            "separator": separator,
-            "header": header,
-            "encoding": _encoding(encoding),
-            "infer_column_types": bool(infer_column_types),
-            "support_multi_line": bool(support_multi_line),
-            "empty_as_string": bool(empty_as_string),
-        }
-        return _tabular(path, validate, partition_format, "delimited", options, include_path,
-                        set_column_types)  # fmt: skip
-
-    @staticmethod
-    def from_parquet_files(
-        path: Any,
-        validate: bool = True,
-        include_path: bool = False,
-        set_column_types: dict[str, str] | None = None,
-        partition_format: str | None = None,
-    ) -> TabularDataset:
-        """A table from Parquet files (``path`` as in ``Dataset.File.from_files``)."""
-        return _tabular(path, validate, partition_format, "parquet", {}, include_path,
-                        set_column_types)  # fmt: skip
-
-    @staticmethod
-    def from_json_lines_files(
-        path: Any,
-        validate: bool = True,
-        include_path: bool = False,
-        set_column_types: dict[str, str] | None = None,
-        partition_format: str | None = None,
-        invalid_lines: str = "error",
-        encoding: str = "utf8",
-    ) -> TabularDataset:
-        """A table from JSON-lines files, one object per line; ``invalid_lines`` is
-        ``"error"`` or ``"drop"``."""
-        if invalid_lines not in _INVALID_LINES:
-            raise ValueError(f'invalid_lines must be "error" or "drop"; got {invalid_lines!r}')
-        options = {"invalid_lines": invalid_lines, "encoding": _encoding(encoding)}
-        return _tabular(path, validate, partition_format, "json_lines", options, include_path,
-                        set_column_types)  # fmt: skip
-
-
-Dataset.File = FileDatasetFactory
-Dataset.Tabular = TabularDatasetFactory
-
-
-# -- building definitions -----------------------------------------------------------------------
-
-
-def _encoding(encoding: str) -> str:
-    name = _ENCODINGS.get(str(encoding).lower(), encoding)
-    try:
-        return codecs.lookup(name).name
-    except (LookupError, TypeError):
-        raise ValueError(
-            f"encoding must be a known text encoding such as 'utf8', 'latin1', 'utf8bom'; "
-            f"got {encoding!r}"
-        ) from None
-
-
-def _tabular(path, validate, partition_format, fmt, options, include_path, set_column_types):
-    if set_column_types is not None and not (
-        isinstance(set_column_types, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in set_column_types.items())
-    ):
-        raise ValueError(
-            "set_column_types must be a dict of column name to type name such as "
-            f'{{"age": "int"}}; got {set_column_types!r}'
-        )
-    options = {**options, "include_path": bool(include_path),
-               "set_column_types": dict(set_column_types or {})}  # fmt: skip
-    definition = _definition("tabular", path, validate, partition_format)
-    return TabularDataset({**definition, "format": fmt, "options": options})
-
-
-def _source(item: Any) -> dict[str, Any]:
-    if isinstance(item, DataPath):
-        return {"datastore": item.datastore.to_spec(), "path": item.path_on_datastore}
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Datastore):
-        return _source(DataPath(item[0], item[1]))
-    if isinstance(item, (str, os.PathLike)) and str(item):
-        return {"path": os.path.abspath(os.path.expanduser(str(item)))}
-    raise ValueError(
-        "path must be a str, a DataPath, a (Datastore, 'relative/path') tuple, or a list of "
-        f"these; got {item!r}"
-    )
-
-
-def _definition(kind: str, path: Any, validate: bool, partition_format: str | None) -> dict:
-    items = path if isinstance(path, list) else [path]
-    if not items:
-        raise ValueError("path must name at least one file, folder or pattern; got []")
-    if partition_format is not None and not (
-        isinstance(partition_format, str) and PARTITION_KEY.search(partition_format)
-    ):
-        raise ValueError(
-            "partition_format must be a string with {column} segments such as "
-            f'"{{state}}/{{city}}/*.csv"; got {partition_format!r}'
-        )
-    sources = [_source(item) for item in items]
-    if validate:
-        for source in sources:
-            if next(_resolve(source, None), None) is None:
-                raise ValueError(f"path {_describe_source(source)!r} matches no file")
-    return {"type": kind, "sources": sources, "partition_format": partition_format,
-            "transforms": []}  # fmt: skip
-
-
-def _describe_source(source: dict) -> str:
-    if "datastore" in source:
-        return f"{source['datastore']['name']}:{source['path']}"
-    return source["path"]
-
-
-def _resolve(source: dict, workspace: Workspace | None) -> Iterator[str]:
-    if "datastore" in source:
-        return Datastore.from_spec(source["datastore"], workspace).iter_files(source["path"])
-    return iter_local_files(source["path"])
-
-
-def _base(source: dict) -> str:
-    location = source["path"]
-    if "datastore" in source:
-        location = Datastore.from_spec(source["datastore"])._url(location)
-    glob = re.search(r"[*?\[]", location)
-    if glob:
-        return location[: location.rfind("/", 0, glob.start())] or "/"
-    return os.path.dirname(location) if os.path.isfile(location) else location
+# -- take, skip and sample over files and records ---------------------------------------------
 
 
 def _count(parameter: str, value: Any) -> int:

@@ -1,0 +1,166 @@
+"""Dataset.File and Dataset.Tabular: the factories that check a user's arguments and build
+the definition of a new dataset from them (as Azure's ``azureml.data.dataset_factory``).
+
+``dataset.py`` imports this module to give ``Dataset`` its ``File`` and ``Tabular``, so the
+dataset classes are imported here where a dataset is made, not at the top.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import TYPE_CHECKING, Any
+
+from .dataset_source import describe_source, iter_source_files, source_from_path
+from .records import PARTITION_KEY
+
+if TYPE_CHECKING:
+    from .dataset import FileDataset, TabularDataset
+
+_ENCODINGS = {"iso88591": "latin-1", "windows1252": "cp1252", "utf8bom": "utf-8-sig"}
+_INVALID_LINES = ("error", "drop")
+
+
+class FileDatasetFactory:
+    """``Dataset.File``: makes :class:`FileDataset` objects."""
+
+    @staticmethod
+    def from_files(
+        path: Any, validate: bool = True, partition_format: str | None = None, is_file: bool = False
+    ) -> FileDataset:
+        """A dataset of the files at ``path``.
+
+        Parameters
+        ----------
+        path : str, DataPath, (Datastore, str) tuple, or a list of these
+            A file, a folder (every file under it) or a glob with ``*``, ``?`` and ``**``.
+        validate : bool, default True
+            Raise ValueError when a pattern matches no file.
+        partition_format : str, optional
+            Such as ``"{state}/{city}/*.png"``; see :attr:`Dataset.partition_keys`.
+        is_file : bool, default False
+            Accepted for Azure compatibility.
+        """
+        from .dataset import FileDataset
+
+        definition = _definition("file", path, validate, partition_format)
+        return FileDataset(definition)
+
+
+class TabularDatasetFactory:
+    """``Dataset.Tabular``: makes :class:`TabularDataset` objects."""
+
+    @staticmethod
+    def from_delimited_files(
+        path: Any,
+        validate: bool = True,
+        include_path: bool = False,
+        infer_column_types: bool = True,
+        set_column_types: dict[str, str] | None = None,
+        separator: str = ",",
+        header: bool = True,
+        partition_format: str | None = None,
+        support_multi_line: bool = False,
+        empty_as_string: bool = False,
+        encoding: str = "utf8",
+    ) -> TabularDataset:
+        """A table from CSV-like files (``path`` as in ``Dataset.File.from_files``).
+
+        ``header=True`` means every file starts with the same header line; without a header
+        the columns are named ``Column1``, ``Column2``, ... ``set_column_types`` maps columns
+        to ``"int"``, ``"float"``, ``"str"``, ``"bool"``, ``"datetime"`` or a pandas dtype.
+        """
+        if not isinstance(separator, str) or not separator:
+            raise ValueError(f"separator must be a non-empty string; got {separator!r}")
+        if not isinstance(header, bool):
+            raise ValueError(f"header must be True or False; got {header!r}")
+        options = {
+            "separator": separator,
+            "header": header,
+            "encoding": _encoding(encoding),
+            "infer_column_types": bool(infer_column_types),
+            "support_multi_line": bool(support_multi_line),
+            "empty_as_string": bool(empty_as_string),
+        }
+        return _tabular(path, validate, partition_format, "delimited", options, include_path,
+                        set_column_types)  # fmt: skip
+
+    @staticmethod
+    def from_parquet_files(
+        path: Any,
+        validate: bool = True,
+        include_path: bool = False,
+        set_column_types: dict[str, str] | None = None,
+        partition_format: str | None = None,
+    ) -> TabularDataset:
+        """A table from Parquet files (``path`` as in ``Dataset.File.from_files``)."""
+        return _tabular(path, validate, partition_format, "parquet", {}, include_path,
+                        set_column_types)  # fmt: skip
+
+    @staticmethod
+    def from_json_lines_files(
+        path: Any,
+        validate: bool = True,
+        include_path: bool = False,
+        set_column_types: dict[str, str] | None = None,
+        partition_format: str | None = None,
+        invalid_lines: str = "error",
+        encoding: str = "utf8",
+    ) -> TabularDataset:
+        """A table from JSON-lines files, one object per line; ``invalid_lines`` is
+        ``"error"`` or ``"drop"``."""
+        if invalid_lines not in _INVALID_LINES:
+            raise ValueError(f'invalid_lines must be "error" or "drop"; got {invalid_lines!r}')
+        options = {"invalid_lines": invalid_lines, "encoding": _encoding(encoding)}
+        return _tabular(path, validate, partition_format, "json_lines", options, include_path,
+                        set_column_types)  # fmt: skip
+
+
+# -- building definitions -----------------------------------------------------------------------
+
+
+def _encoding(encoding: str) -> str:
+    name = _ENCODINGS.get(str(encoding).lower(), encoding)
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, TypeError):
+        raise ValueError(
+            f"encoding must be a known text encoding such as 'utf8', 'latin1', 'utf8bom'; "
+            f"got {encoding!r}"
+        ) from None
+
+
+def _tabular(path, validate, partition_format, fmt, options, include_path, set_column_types):
+    if set_column_types is not None and not (
+        isinstance(set_column_types, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in set_column_types.items())
+    ):
+        raise ValueError(
+            "set_column_types must be a dict of column name to type name such as "
+            f'{{"age": "int"}}; got {set_column_types!r}'
+        )
+    options = {**options, "include_path": bool(include_path),
+               "set_column_types": dict(set_column_types or {})}  # fmt: skip
+    from .dataset import TabularDataset
+
+    definition = _definition("tabular", path, validate, partition_format)
+    return TabularDataset({**definition, "format": fmt, "options": options})
+
+
+def _definition(kind: str, path: Any, validate: bool, partition_format: str | None) -> dict:
+    items = path if isinstance(path, list) else [path]
+    if not items:
+        raise ValueError("path must name at least one file, folder or pattern; got []")
+    if partition_format is not None and not (
+        isinstance(partition_format, str) and PARTITION_KEY.search(partition_format)
+    ):
+        raise ValueError(
+            "partition_format must be a string with {column} segments such as "
+            f'"{{state}}/{{city}}/*.csv"; got {partition_format!r}'
+        )
+    sources = [source_from_path(item) for item in items]
+    if validate:
+        for source in sources:
+            if next(iter_source_files(source, None), None) is None:
+                raise ValueError(f"path {describe_source(source)!r} matches no file")
+    return {"type": kind, "sources": sources, "partition_format": partition_format,
+            "transforms": []}  # fmt: skip
