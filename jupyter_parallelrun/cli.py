@@ -33,6 +33,7 @@ CONFIG_FLAGS = (
     ("--run-max-try", "run_max_try", int),
     ("--logging-level", "logging_level", str),
     ("--compute", "compute_target", str),
+    ("--preserve-order", "preserve_order", bool),
 )
 
 
@@ -52,7 +53,15 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_submit_options(parser: argparse.ArgumentParser, *, overrides: bool = False) -> None:
     for flag, dest, kind in CONFIG_FLAGS:
-        parser.add_argument(flag, dest=dest, type=kind, default=None)
+        if kind is bool:  # --flag / --no-flag; left out, a resubmission keeps the run's value
+            parser.add_argument(
+                flag,
+                dest=dest,
+                action=argparse.BooleanOptionalAction,
+                help="append_row rows in the order of the input",
+            )
+        else:
+            parser.add_argument(flag, dest=dest, type=kind, default=None)
     parser.add_argument(
         "--partition-keys", default=None, help="comma-separated key columns (tabular input)"
     )

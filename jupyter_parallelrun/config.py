@@ -258,6 +258,12 @@ class ParallelRunConfig:
         Seconds a worker process may go without a heartbeat while it is not inside ``run()``
         (starting, in ``init()``, or waiting for work) before it is treated as dead, killed
         and replaced (default 60). Inside ``run()``, run_invocation_timeout applies instead.
+    preserve_order : bool, optional
+        ``append_row`` only: write the rows in the order of the input (mini-batch by
+        mini-batch, each mini-batch's rows as ``run()`` returned them) instead of the order
+        the mini-batches finish in (default False). Rows that finish early wait in the runner
+        for the ones before them; while too many wait, no new mini-batch starts, so a slow
+        mini-batch holds the run back.
 
     Examples
     --------
@@ -297,6 +303,7 @@ class ParallelRunConfig:
         task_overhead_timeout: float | None = None,
         resource_monitor_interval: float = 5,
         heartbeat_timeout: float = 60,
+        preserve_order: bool = False,
     ) -> None:
         if environment is not None and not isinstance(environment, Environment):
             raise TypeError(
@@ -387,6 +394,14 @@ class ParallelRunConfig:
         self.heartbeat_timeout = check_number(
             "heartbeat_timeout", heartbeat_timeout, 0, inclusive=False
         )
+        if not isinstance(preserve_order, bool):
+            raise TypeError(f"preserve_order must be True or False; got {preserve_order!r}")
+        if preserve_order and self.output_action != "append_row":
+            raise ValueError(
+                "preserve_order=True orders the append_row file's rows, so it needs "
+                f"output_action='append_row'; got output_action={self.output_action!r}"
+            )
+        self.preserve_order = preserve_order
 
     # SDK v2 names of the same settings.
     max_concurrency_per_instance = property(lambda self: self.process_count_per_node)
@@ -444,6 +459,7 @@ class ParallelRunConfig:
             "task_overhead_timeout": self.task_overhead_timeout,
             "resource_monitor_interval": self.resource_monitor_interval,
             "heartbeat_timeout": self.heartbeat_timeout,
+            "preserve_order": self.preserve_order,
             "environment": None if self.environment is None else self.environment.to_spec(),
             "compute_target": compute.name if isinstance(compute, ComputeTarget) else compute,
         }

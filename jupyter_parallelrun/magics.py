@@ -11,7 +11,7 @@ Usage::
                  [--output-action append_row|summary_only] [--append-row-file-name NAME]
                  [--node-count N] [--process-count-per-node N] [--run-invocation-timeout S]
                  [--run-max-try N] [--logging-level LEVEL] [--compute NAME]
-                 [--partition-keys A,B]
+                 [--partition-keys A,B] [--preserve-order]
                  [--side-input INPUT] [--arg VALUE ...] [--source-directory DIR]
                  [--experiment NAME] [--name STEP] [--wait] [--no-reuse]
     %parallelrun runs [--experiment NAME] [--limit N]

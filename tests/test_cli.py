@@ -98,3 +98,29 @@ def test_resubmit_with_overrides_and_resume_refusal(ws, write_script, files, mon
     assert (metrics["items_done"], metrics["mini_batches_done"]) == (6, 6)
     assert main(["resume", second]) == 2
     assert "only a Failed or Canceled run can be resumed" in capsys.readouterr().err
+
+
+def test_preserve_order_flag_and_its_inheritance_on_resubmit(
+    ws, write_script, files, monkeypatch, capsys
+):
+    from jupyter_parallelrun import Run
+
+    def submitted(argv: list[str]):
+        """The run a submit or resubmit started, and its step's preserve_order."""
+        assert main(argv) == 0
+        run = Run.get(ws, capsys.readouterr().out.split("submitted run ")[1].split()[0])
+        (step,) = run.get_steps()
+        return run, step, step._record["spec"]["config"]["preserve_order"]
+
+    monkeypatch.chdir(ws.config_file.parent)
+    script = str(write_script(ECHO_SCRIPT) / "score.py")
+    first = [script, "--input", str(files(6)), "--mini-batch-size", "1", "--wait"]
+    run, step, ordered = submitted([*first, "--preserve-order"])
+    output = step.get_output()
+    rows = output.datastore.local_path(output.path_on_datastore) / "parallel_run_step.txt"
+    assert ordered is True
+    assert rows.read_text().splitlines() == [f"item_{i:03d}.txt {i}" for i in range(6)]
+    assert submitted(["resubmit", run.id, "--no-reuse", "--wait"])[2] is True
+    assert submitted(["resubmit", run.id, "--no-preserve-order", "--wait"])[2] is False
+    assert main([*first, "--preserve-order", "--output-action", "summary_only"]) == 2
+    assert "needs output_action='append_row'" in capsys.readouterr().err

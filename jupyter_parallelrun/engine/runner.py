@@ -345,6 +345,7 @@ def _schedule(
         task_overhead_timeout=config.get("task_overhead_timeout"),
         heartbeat_timeout=heartbeat_timeout,
         counters=_committed_counters(committed.values()),
+        ordered_after=committed.keys() if config.get("preserve_order") else None,
     )
     record = store.get_run(run_id)
     unfingerprinted = None if record["fingerprint"] else record["definition"]

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Listener, wait
 from queue import Empty, SimpleQueue
@@ -103,6 +103,8 @@ class Scheduler:
         How many workers to start, and how they are grouped into nodes.
     writer
         The ``append_row`` output, or None for ``summary_only``.
+    ordered_after
+        For ``preserve_order``: the ids of mini-batches committed before (see StepCommitter).
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Scheduler:
         task_overhead_timeout: float | None = None,
         heartbeat_timeout: float = 60,
         counters: dict[str, int] | None = None,
+        ordered_after: Collection[int] | None = None,
     ) -> None:
         self.store, self.run_id, self.backend = store, run_id, backend
         self.source = mini_batches
@@ -153,7 +156,13 @@ class Scheduler:
         self.exhausted = False
         self.mb_total: int | None = None
         self.committer = StepCommitter(
-            store, run_id, writer, logs, lambda: (self._worker_rows(), self.mb_total), counters
+            store,
+            run_id,
+            writer,
+            logs,
+            lambda: (self._worker_rows(), self.mb_total),
+            counters,
+            ordered_after,
         )
         self.counters = self.committer.counters
         self._last_progress = time.time()
@@ -416,7 +425,7 @@ class Scheduler:
     def _next_mini_batch(self) -> _InFlight | None:
         if self.retry:
             return self.retry.popleft()
-        if self.exhausted:
+        if self.exhausted or self.committer.holding_back:
             return None
         mb = next(self.source, None)
         if mb is None:
