@@ -11,15 +11,12 @@ run store, where any notebook or terminal can watch it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from ..storage import shared_listings
@@ -30,8 +27,19 @@ from .backends import Backend, DaskBackend, LocalBackend
 from .budget import Budget, StepCanceled, StepFailed
 from .logs import StepLogs
 from .output import AppendRowWriter
-from .partition import describe, iter_mini_batches
+from .partition import iter_mini_batches
 from .scheduler import Scheduler
+from .step_input import (
+    committed_counters,
+    count_mini_batches,
+    input_dataset,
+    local_path,
+    not_committed,
+    output_folder,
+    signal_first,
+    step_definition,
+    step_fingerprint,
+)
 
 #: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
 #: the cores (two single-threaded TensorFlow processes beat one with two threads on 2 cores).
@@ -111,53 +119,6 @@ def fail_if_runner_died(ws: Workspace, run_id: str) -> None:
             ws.store.update_run(record["id"], status="Failed", ended=time.time(), error=error)
 
 
-def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:
-    """The local folder of a step's output on its datastore."""
-    from ..datastore import Datastore
-
-    return Datastore.get(ws, output["datastore"]).local_path(output["path_on_datastore"])
-
-
-def _dataset(ws: Workspace, plan: dict[str, Any], steps: dict[str, dict]) -> Any:
-    from ..dataset import Dataset
-
-    if "dataset" in plan:
-        return Dataset.from_spec(plan["dataset"], ws)
-    producer = steps[plan["producer"]]
-    return Dataset.File.from_files(str(output_folder(ws, producer["output"])), validate=False)
-
-
-def _local_path(ws: Workspace, plan: Any, steps: dict[str, dict]) -> str:
-    """What a side input or a dataset argument looks like to the script: a local path."""
-    if isinstance(plan, str):
-        return plan
-    if "pipeline_data" in plan:
-        return str(output_folder(ws, steps[plan["producer"]]["output"]))
-    return _dataset(ws, plan, steps).mount_root()
-
-
-def _definition(step: dict[str, Any]) -> str:
-    """A digest of what the step runs, apart from its input: settings, arguments, side inputs
-    and the entry script's source snapshot."""
-    digest = hashlib.sha256()
-    settings = {k: v for k, v in step["config"].items() if k != "description"}
-    digest.update(
-        json.dumps(
-            [settings, step["arguments"], step["side_inputs"]], sort_keys=True, default=str
-        ).encode()
-    )
-    for path in sorted(Path(step["snapshot"]).rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(step["snapshot"])).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _fingerprint(definition: str, input_fingerprint: str) -> str:
-    """What reuse compares: the step's definition and its input's fingerprint."""
-    return hashlib.sha256(f"{definition}\0{input_fingerprint}".encode()).hexdigest()
-
-
 def _worker_variables(config: dict[str, Any], ws: Workspace) -> dict[str, str]:
     """The environment variables of every worker process, besides its thread-pool sizes."""
     env = config.get("environment") or {}
@@ -195,52 +156,6 @@ def _backend(ws: Workspace, config: dict[str, Any]) -> Backend:
     return LocalBackend(interpreter_path=interpreter)
 
 
-def _count(
-    scheduler: Scheduler,
-    store,
-    run_id: str,
-    dataset: Any,
-    size: int,
-    keys,
-    scratch,
-    formed: threading.Event,
-    unfingerprinted: str | None,
-):
-    """Count the mini-batches and items in the background, for progress and ETA; then, for a
-    step whose fingerprint was not needed up front (``unfingerprinted``: its definition),
-    record it for later ones.
-
-    It waits until the scheduler has its first mini-batch, so the two listings of the input
-    do not share the interpreter before the first dispatch.
-    """
-    formed.wait()
-    mb_total = items = 0
-    known_items = True
-    for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch):
-        mb_total += 1
-        if mb.n_items is None:
-            known_items = False
-        else:
-            items += mb.n_items
-    scheduler.mb_total = mb_total
-    store.update_run(run_id, mb_total=mb_total, items_total=items if known_items else None)
-    if unfingerprinted is not None:
-        store.update_run(run_id, fingerprint=_fingerprint(unfingerprinted, dataset.fingerprint()))
-
-
-def _signal_first(mini_batches, formed: threading.Event):
-    """Pass the mini-batches through, setting ``formed`` once the first one is out (or none)."""
-    mini_batches = iter(mini_batches)
-    try:
-        for mb in mini_batches:
-            formed.set()
-            yield mb
-            break
-    finally:
-        formed.set()
-    yield from mini_batches
-
-
 def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> None:
     """Carry out one step run, leaving its final status in the store."""
     store, run_id = ws.store, step["run_id"]
@@ -249,15 +164,15 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
     for warning in step.get("warnings", []):
         logs.runner(f"warning: {warning}")
     try:
-        dataset = _dataset(ws, step["input"], steps)
-        definition = _definition(step)
+        dataset = input_dataset(ws, step["input"], steps)
+        definition = step_definition(step)
         store.update_run(run_id, definition=definition)
         # The input's fingerprint stats every file (seconds for a million). Reuse needs an
         # earlier completed run of this same definition; without one (a first run, a changed
         # script or setting, or allow_reuse=False) the counting thread records the
         # fingerprint later, off the way to the first dispatch.
         if step["allow_reuse"] and store.completed_with_definition(definition):
-            fingerprint = _fingerprint(definition, dataset.fingerprint())
+            fingerprint = step_fingerprint(definition, dataset.fingerprint())
             earlier = store.find_reusable(fingerprint)
             if earlier is not None and earlier["id"] != run_id:
                 _reuse(ws, step, earlier, logs)
@@ -305,8 +220,8 @@ def _schedule(
     scratch = ws.path / "runs" / run_id / "scratch"
     size, keys = config["mini_batch_size_parsed"], config.get("partition_keys")
     formed = threading.Event()
-    source = _signal_first(
-        _not_committed(
+    source = signal_first(
+        not_committed(
             iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch), committed
         ),
         formed,
@@ -316,7 +231,7 @@ def _schedule(
     worker_spec = {
         "source_directory": step["snapshot"],
         "entry_script": config["entry_script"],
-        "arguments": [_local_path(ws, a, steps) for a in step["arguments"]],
+        "arguments": [local_path(ws, a, steps) for a in step["arguments"]],
         "output_dir": str(out_dir),
         "output_action": config["output_action"],
         "logging_level": config.get("logging_level", "INFO"),
@@ -344,13 +259,13 @@ def _schedule(
         first_task_creation_timeout=config.get("first_task_creation_timeout"),
         task_overhead_timeout=config.get("task_overhead_timeout"),
         heartbeat_timeout=heartbeat_timeout,
-        counters=_committed_counters(committed.values()),
+        counters=committed_counters(committed.values()),
         ordered_after=committed.keys() if config.get("preserve_order") else None,
     )
     record = store.get_run(run_id)
     unfingerprinted = None if record["fingerprint"] else record["definition"]
     counting = threading.Thread(
-        target=_count,
+        target=count_mini_batches,
         args=(scheduler, store, run_id, dataset, size, keys, scratch, formed, unfingerprinted),
         daemon=True,
     )
@@ -368,31 +283,6 @@ def _schedule(
     )
     if reason:
         raise StepFailed(reason)
-
-
-def _not_committed(mini_batches, committed: dict[int, dict]):
-    """The mini-batches still to run. Committed ones are known by id, so on a resume the input
-    must split as it did before; when it does not (a file deleted, or added before others),
-    going on would skip or repeat items, and the step fails instead."""
-    for mb in mini_batches:
-        record = committed.get(mb.id)
-        if record is None:
-            yield mb
-        elif json.loads(json.dumps(mb.spec)) != record["spec"]:
-            raise StepFailed(
-                f"the input changed since this run started: mini-batch {mb.id} was "
-                f"{describe(record['spec'])}, now it is {describe(mb.spec)}; resuming would skip "
-                "or repeat items, so submit a new run"
-            )
-
-
-def _committed_counters(records) -> dict[str, int]:
-    counters = {"items_done": 0, "items_failed": 0, "mb_done": 0, "mb_failed": 0}
-    for mb in records:
-        counters["mb_done" if mb["status"] == "done" else "mb_failed"] += 1
-        counters["items_done"] += mb["succeeded"] or 0
-        counters["items_failed"] += mb["failed"] or 0
-    return counters
 
 
 def _reuse(ws: Workspace, step: dict, earlier: dict, logs: StepLogs) -> None:

@@ -1,0 +1,145 @@
+"""A step's input, as the runner hands it to the scheduler.
+
+Where the input is (a dataset of its own, or the output folder of an earlier step) and the local
+paths the entry script's arguments name; on a resume, which mini-batches are still to run and the
+counters of those already committed; the count of all of them, made in the background for
+progress; and the two digests that reuse compares: the step's definition and its fingerprint
+together with the input's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .budget import StepFailed
+from .partition import describe, iter_mini_batches
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+    from .scheduler import Scheduler
+
+
+def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:
+    """The local folder of a step's output on its datastore."""
+    from ..datastore import Datastore
+
+    return Datastore.get(ws, output["datastore"]).local_path(output["path_on_datastore"])
+
+
+def input_dataset(ws: Workspace, plan: dict[str, Any], steps: dict[str, dict]) -> Any:
+    """The dataset a step reads: its own, or the output folder of the step that produces it."""
+    from ..dataset import Dataset
+
+    if "dataset" in plan:
+        return Dataset.from_spec(plan["dataset"], ws)
+    producer = steps[plan["producer"]]
+    return Dataset.File.from_files(str(output_folder(ws, producer["output"])), validate=False)
+
+
+def local_path(ws: Workspace, plan: Any, steps: dict[str, dict]) -> str:
+    """What a side input or a dataset argument looks like to the script: a local path."""
+    if isinstance(plan, str):
+        return plan
+    if "pipeline_data" in plan:
+        return str(output_folder(ws, steps[plan["producer"]]["output"]))
+    return input_dataset(ws, plan, steps).mount_root()
+
+
+def step_definition(step: dict[str, Any]) -> str:
+    """A digest of what the step runs, apart from its input: settings, arguments, side inputs
+    and the entry script's source snapshot."""
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in step["config"].items() if k != "description"}
+    digest.update(
+        json.dumps(
+            [settings, step["arguments"], step["side_inputs"]], sort_keys=True, default=str
+        ).encode()
+    )
+    for path in sorted(Path(step["snapshot"]).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(step["snapshot"])).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def step_fingerprint(definition: str, input_fingerprint: str) -> str:
+    """What reuse compares: the step's definition and its input's fingerprint."""
+    return hashlib.sha256(f"{definition}\0{input_fingerprint}".encode()).hexdigest()
+
+
+def not_committed(mini_batches, committed: dict[int, dict]):
+    """The mini-batches still to run. Committed ones are known by id, so on a resume the input
+    must split as it did before; when it does not (a file deleted, or added before others),
+    going on would skip or repeat items, and the step fails instead."""
+    for mb in mini_batches:
+        record = committed.get(mb.id)
+        if record is None:
+            yield mb
+        elif json.loads(json.dumps(mb.spec)) != record["spec"]:
+            raise StepFailed(
+                f"the input changed since this run started: mini-batch {mb.id} was "
+                f"{describe(record['spec'])}, now it is {describe(mb.spec)}; resuming would skip "
+                "or repeat items, so submit a new run"
+            )
+
+
+def committed_counters(records) -> dict[str, int]:
+    """The counters of the mini-batches committed before, for a resumed step run."""
+    counters = {"items_done": 0, "items_failed": 0, "mb_done": 0, "mb_failed": 0}
+    for mb in records:
+        counters["mb_done" if mb["status"] == "done" else "mb_failed"] += 1
+        counters["items_done"] += mb["succeeded"] or 0
+        counters["items_failed"] += mb["failed"] or 0
+    return counters
+
+
+def signal_first(mini_batches, formed: threading.Event):
+    """Pass the mini-batches through, setting ``formed`` once the first one is out (or none)."""
+    mini_batches = iter(mini_batches)
+    try:
+        for mb in mini_batches:
+            formed.set()
+            yield mb
+            break
+    finally:
+        formed.set()
+    yield from mini_batches
+
+
+def count_mini_batches(
+    scheduler: Scheduler,
+    store,
+    run_id: str,
+    dataset: Any,
+    size: int,
+    keys,
+    scratch,
+    formed: threading.Event,
+    unfingerprinted: str | None,
+):
+    """Count the mini-batches and items in the background, for progress and ETA; then, for a
+    step whose fingerprint was not needed up front (``unfingerprinted``: its definition),
+    record it for later ones.
+
+    It waits until the scheduler has its first mini-batch, so the two listings of the input
+    do not share the interpreter before the first dispatch.
+    """
+    formed.wait()
+    mb_total = items = 0
+    known_items = True
+    for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch):
+        mb_total += 1
+        if mb.n_items is None:
+            known_items = False
+        else:
+            items += mb.n_items
+    scheduler.mb_total = mb_total
+    store.update_run(run_id, mb_total=mb_total, items_total=items if known_items else None)
+    if unfingerprinted is not None:
+        store.update_run(
+            run_id, fingerprint=step_fingerprint(unfingerprinted, dataset.fingerprint())
+        )
