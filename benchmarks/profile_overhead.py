@@ -33,7 +33,7 @@ RUNNER_PARTS = (
     ("commit: append and fsync the rows", "output.py", "append"),
     ("commit: mini-batch rows into the store", "store.py", "upsert_mini_batches"),
     ("commit: mini-batch records into the log", "logs.py", "mini_batches"),
-    ("commit: counters and worker state", "scheduler.py", "_write_state"),
+    ("commit: counters and worker state", "commit.py", "write_state"),
     ("watching workers (`_watch`, `_check_stop`)", "scheduler.py", "_watch"),
     ("", "scheduler.py", "_check_stop"),
     ("waiting for answers (`connection.wait`)", "connection.py", "wait"),

@@ -7,10 +7,11 @@ goes to the worker's own log file.
 
 Messages (tuples, pickled by ``multiprocessing.connection``):
 
-worker → runner: ``("hello", name, pid)``, ``("ready", init_seconds)``,
-``("init_failed", exception, traceback)``, ``("done", mb_id, n_items, n_ok, payload, started,
-ended)``, ``("error", mb_id, n_items, exception, traceback, started, ended)``,
-``("beat", rss_bytes, cpu_seconds)`` (both None between resource samples), ``("bye",)``.
+worker → runner: ``("hello", name, pid, incarnation)`` (incarnation: which start of that
+worker this process is), ``("ready", init_seconds)``, ``("init_failed", exception,
+traceback)``, ``("done", mb_id, n_items, n_ok, payload, started, ended)``, ``("error", mb_id,
+n_items, exception, traceback, started, ended)``, ``("beat", rss_bytes, cpu_seconds)`` (both
+None between resource samples), ``("bye",)``.
 
 runner → worker: ``("mb", mb_id, spec)``, ``("stop",)``.
 """
@@ -132,7 +133,7 @@ def _heartbeat(
 def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dict) -> None:
     """Run one worker process until the runner says stop (the body of every backend's worker)."""
     channel = _Channel(address, authkey)
-    channel.send(("hello", name, os.getpid()))
+    channel.send(("hello", name, os.getpid(), spec["incarnation"]))
     _redirect_output(Path(spec["log_file"]), spec.get("logging_level", "INFO"))
 
     from .. import entry_script
