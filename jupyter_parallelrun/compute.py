@@ -14,6 +14,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .config_checks import check_int
+
 if TYPE_CHECKING:
     from .workspace import Workspace
 
@@ -30,14 +32,6 @@ def check_name(name: Any) -> str:
             f"name must be 2 to 24 letters, digits and '-', starting with a letter; got {name!r}"
         )
     return name
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 class AmlComputeProvisioningConfiguration:
@@ -61,11 +55,11 @@ class AmlComputeProvisioningConfiguration:
                 f"vm_priority must be one of {', '.join(map(repr, VM_PRIORITIES))}; "
                 f"got {vm_priority!r}"
             )
-        _check_count("min_nodes", min_nodes, 0)
-        _check_count("max_nodes", max_nodes, 1)
+        check_int("min_nodes", min_nodes, 0)
+        check_int("max_nodes", max_nodes, 1)
         if min_nodes > max_nodes:
             raise ValueError(f"min_nodes must be <= max_nodes={max_nodes}; got {min_nodes}")
-        _check_count("idle_seconds_before_scaledown", idle_seconds_before_scaledown, 0)
+        check_int("idle_seconds_before_scaledown", idle_seconds_before_scaledown, 0)
         self.vm_size = vm_size
         self.vm_priority = vm_priority
         self.min_nodes = min_nodes

@@ -1,4 +1,4 @@
-"""The validators of ParallelRunConfig's settings.
+"""The validators of ParallelRunConfig's settings (and of compute targets' counts).
 
 Each takes the parameter's name and value and returns the value to keep, or raises TypeError or
 ValueError with a message that names the parameter, the value and what is allowed. The config

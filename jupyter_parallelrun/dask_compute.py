@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .compute import ComputeTarget, _check_count, check_name
+from .compute import ComputeTarget, check_name
+from .config_checks import check_int
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -60,8 +61,8 @@ class DaskComputeProvisioningConfiguration:
     def __init__(
         self, n_workers: int = 2, threads_per_worker: int = 1, host: str = "127.0.0.1"
     ) -> None:
-        _check_count("n_workers", n_workers, 1)
-        _check_count("threads_per_worker", threads_per_worker, 1)
+        check_int("n_workers", n_workers, 1)
+        check_int("threads_per_worker", threads_per_worker, 1)
         if not isinstance(host, str) or not host:
             raise TypeError(f"host must be an address of this machine, as a string; got {host!r}")
         self.n_workers = n_workers
