@@ -17,13 +17,16 @@ from jupyter_parallelrun.engine.logs import StepLogs
 from jupyter_parallelrun.engine.output import AppendRowWriter
 from jupyter_parallelrun.store import RunStore
 
-#: Mini-batches holding a file named in SLOW sleep; one holding a file named in DIE_ONCE kills
-#: its process the first time; one holding a file named in FAIL raises on every try.
+#: Mini-batches holding a file named in SLOW sleep; one holding a file named in HOLD waits until
+#: other rows are in the output (at most HOLD_SECONDS); one holding a file named in DIE_ONCE
+#: kills its process the first time; one holding a file named in FAIL raises on every try.
 SCRIPT = """
 import os
 import signal
 import time
 from pathlib import Path
+
+from jupyter_parallelrun import EntryScript
 
 MARKS = Path(__file__).parent
 
@@ -32,6 +35,11 @@ def init():
 
 def run(mini_batch):
     names = [os.path.basename(p) for p in mini_batch]
+    if set(names) & set(os.environ.get("HOLD", "").split(",")):
+        output = Path(EntryScript().output_dir) / "parallel_run_step.txt"
+        deadline = time.time() + float(os.environ["HOLD_SECONDS"])
+        while time.time() < deadline and not (output.exists() and output.stat().st_size):
+            time.sleep(0.01)
     if set(names) & set(os.environ.get("SLOW", "").split(",")):
         time.sleep(float(os.environ.get("SLOW_SECONDS", "1")))
     if set(names) & set(os.environ.get("FAIL", "").split(",")):
@@ -69,11 +77,14 @@ def _submit(ws, write_script, inputs, environment, **config):
 def test_rows_follow_the_input_even_when_the_first_mini_batch_finishes_last(
     ws, write_script, files, preserve_order
 ):
+    # The first mini-batch waits until other rows are written. Without preserve_order they
+    # are, so its rows cannot come first; with it nothing is written before them, and the
+    # wait ends after a second, by which time the other process has finished the rest.
     run = _submit(
         ws,
         write_script,
         files(20),
-        {"SLOW": "item_000.txt"},
+        {"HOLD": "item_000.txt", "HOLD_SECONDS": "1" if preserve_order else "30"},
         mini_batch_size=2,
         preserve_order=preserve_order,
     )
@@ -83,8 +94,6 @@ def test_rows_follow_the_input_even_when_the_first_mini_batch_finishes_last(
     if preserve_order:
         assert rows == _rows(_names(20))
     else:
-        # The other process finishes the other nine mini-batches while the first one sleeps:
-        # without preserve_order their rows come first.
         assert sorted(rows) == _rows(_names(20)) and rows[0] != _rows(["item_000.txt"])[0]
 
 
@@ -144,9 +153,10 @@ def test_tabular_rows_stay_in_file_and_record_order(ws, write_script, tmp_path):
 
 
 def test_a_killed_runner_resumes_an_ordered_run_from_its_committed_prefix(ws, write_script, files):
-    run = _submit(
-        ws, write_script, files(30), {"DELAY": "0.1"}, mini_batch_size=2, preserve_order=True
-    )
+    # Mini-batch 10 takes 2 s, so the run is still going when its runner is killed, with
+    # later mini-batches finished and held, not committed.
+    environment = {"DELAY": "0.05", "SLOW": "item_020.txt", "SLOW_SECONDS": "2"}
+    run = _submit(ws, write_script, files(30), environment, mini_batch_size=2, preserve_order=True)
     deadline = time.time() + 30
     while run.get_metrics()["mini_batches_done"] < 3 and time.time() < deadline:
         time.sleep(0.05)
@@ -155,7 +165,7 @@ def test_a_killed_runner_resumes_an_ordered_run_from_its_committed_prefix(ws, wr
         run.wait_for_completion(timeout_seconds=30)
     before = assert_guarantee(run, _names(30))
     committed = sorted(mb["mb_id"] for mb in before.mini_batches)
-    assert committed == list(range(len(committed))) and 3 <= len(committed) < 15
+    assert committed == list(range(len(committed))) and 3 <= len(committed) <= 10
     assert before.rows == _rows(_names(2 * len(committed)))
 
     run.resume()
