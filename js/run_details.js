@@ -79,7 +79,8 @@ function counters(step) {
   const items = step.items_total === null ? "" : ` of ${step.items_total}`;
   return h("div", { class: "prd-counters" },
     h("span", { text: `items: ${step.items_done}${items} done, ${step.items_failed} failed` }),
-    h("span", { text: `mini-batches: ${step.mb_done} done, ${step.mb_failed} failed, ${remaining} remaining` }),
+    h("span", { text: `mini-batches: ${step.mb_done} done, ${step.mb_failed} failed, ${remaining} remaining` +
+      (step.mb_held ? ` (${step.mb_held} of them finished, waiting for earlier ones to be written in order)` : "") }),
     h("span", { text: `${step.retries} retries` }),
     h("span", { text: `${step.throughput.toFixed(1)} items/s` }),
     h("span", { text: step.eta === null ? "" : `ETA ${duration(step.eta)}` }));

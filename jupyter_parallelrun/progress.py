@@ -36,6 +36,8 @@ def _step_numbers(run: dict[str, Any], store: RunStore) -> dict[str, Any]:
         "mb_done": run["mb_done"],
         "mb_failed": run["mb_failed"],
         "retries": run["retries"],
+        # preserve_order: finished, but not written until the mini-batches before them are
+        "mb_held": run["mb_held"] if run["status"] == "Running" else 0,
         "throughput": throughput,
         "eta": eta,
         "nodes": len({w["node_id"] for w in workers}),
@@ -83,6 +85,8 @@ def progress_line(step: dict[str, Any]) -> str:
     line = f"{step['name']}: {step['status']} {finished}/{total} mini-batches"
     if step["mb_failed"]:
         line += f" ({step['mb_failed']} failed)"
+    if step["mb_held"]:
+        line += f" + {step['mb_held']} finished, waiting for earlier ones (preserve_order)"
     line += f", {step['items_done']} items done"
     if step["items_failed"]:
         line += f", {step['items_failed']} failed"

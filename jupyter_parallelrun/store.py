@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     items_total INTEGER, items_done INTEGER NOT NULL DEFAULT 0,
     items_failed INTEGER NOT NULL DEFAULT 0, mb_total INTEGER,
     mb_done INTEGER NOT NULL DEFAULT 0, mb_failed INTEGER NOT NULL DEFAULT 0,
-    retries INTEGER NOT NULL DEFAULT 0, output_bytes INTEGER NOT NULL DEFAULT 0
+    retries INTEGER NOT NULL DEFAULT 0, output_bytes INTEGER NOT NULL DEFAULT 0,
+    mb_held INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id);
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, created);
@@ -70,6 +71,7 @@ _ADDED_COLUMNS = (
     ("workers", "host TEXT"),
     ("errors", "pid INTEGER"),
     ("errors", "exit_code INTEGER"),
+    ("runs", "mb_held INTEGER NOT NULL DEFAULT 0"),
 )
 
 #: The statuses a run ends in, as Azure ML names them.
@@ -102,6 +104,7 @@ _RUN_COLUMNS = frozenset(
         "mb_failed",
         "retries",
         "output_bytes",
+        "mb_held",
     }
 )
 _JSON_COLUMNS = {"spec", "tags"}

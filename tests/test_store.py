@@ -22,3 +22,26 @@ def test_a_store_made_before_new_columns_gains_them_and_keeps_its_rows(tmp_path)
         store.add_errors(db, [error])
     assert store.errors("new")[0]["exit_code"] == -9
     assert store.errors("old")[0]["pid"] is None
+
+
+def test_a_runs_table_made_before_mb_held_gains_it_at_zero(tmp_path):
+    path = tmp_path / "store.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, parent_id TEXT, experiment TEXT NOT NULL, "
+            "name TEXT, kind TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL, "
+            "started REAL, ended REAL, spec TEXT, tags TEXT, error TEXT, runner_pid INTEGER, "
+            "reused_from TEXT, fingerprint TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, "
+            "items_total INTEGER, items_done INTEGER NOT NULL DEFAULT 0, "
+            "items_failed INTEGER NOT NULL DEFAULT 0, mb_total INTEGER, "
+            "mb_done INTEGER NOT NULL DEFAULT 0, mb_failed INTEGER NOT NULL DEFAULT 0, "
+            "retries INTEGER NOT NULL DEFAULT 0, output_bytes INTEGER NOT NULL DEFAULT 0)"
+        )
+        db.execute(
+            "INSERT INTO runs (id, experiment, kind, status, created) "
+            "VALUES ('old', 'e', 'step', 'Completed', 1.0)"
+        )
+    store = RunStore(path)
+    assert store.get_run("old")["mb_held"] == 0 and store.get_run("old")["definition"] is None
+    store.update_run("old", mb_held=3)
+    assert store.get_run("old")["mb_held"] == 3

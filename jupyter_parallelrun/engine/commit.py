@@ -171,7 +171,7 @@ class StepCommitter:
             return
         self._last_state_write = now
         workers, mb_total = self._workers()
-        fields = dict(self.counters)
+        fields = {**self.counters, "mb_held": len(self._held)}
         if self.writer is not None:
             fields["output_bytes"] = self.writer.offset
         if db is None:

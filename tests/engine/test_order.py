@@ -15,11 +15,12 @@ from jupyter_parallelrun.engine import commit
 from jupyter_parallelrun.engine.commit import StepCommitter
 from jupyter_parallelrun.engine.logs import StepLogs
 from jupyter_parallelrun.engine.output import AppendRowWriter
+from jupyter_parallelrun.progress import progress_line, run_state
 from jupyter_parallelrun.store import RunStore
 
-#: Mini-batches holding a file named in SLOW sleep; one holding a file named in HOLD waits until
-#: other rows are in the output (at most HOLD_SECONDS); one holding a file named in DIE_ONCE
-#: kills its process the first time; one holding a file named in FAIL raises on every try.
+#: Mini-batches holding a file named in SLOW sleep. One holding a file named in HOLD waits until
+#: other rows are in the output (at most HOLD_SECONDS, or until HOLD_RELEASE exists). One holding
+#: a file named in DIE_ONCE kills its process the first time; one named in FAIL always raises.
 SCRIPT = """
 import os
 import signal
@@ -38,7 +39,10 @@ def run(mini_batch):
     if set(names) & set(os.environ.get("HOLD", "").split(",")):
         output = Path(EntryScript().output_dir) / "parallel_run_step.txt"
         deadline = time.time() + float(os.environ["HOLD_SECONDS"])
+        release = Path(os.environ.get("HOLD_RELEASE", "/nonexistent"))
         while time.time() < deadline and not (output.exists() and output.stat().st_size):
+            if release.exists():
+                break
             time.sleep(0.01)
     if set(names) & set(os.environ.get("SLOW", "").split(",")):
         time.sleep(float(os.environ.get("SLOW_SECONDS", "1")))
@@ -172,6 +176,36 @@ def test_a_killed_runner_resumes_an_ordered_run_from_its_committed_prefix(ws, wr
     assert run.wait_for_completion(timeout_seconds=60) == "Completed"
     assert_guarantee(run, _names(30))
     assert output_rows(run) == _rows(_names(30))
+
+
+def test_a_watched_ordered_run_shows_what_waits_for_earlier_mini_batches(
+    ws, write_script, files, tmp_path
+):
+    release = tmp_path / "release"
+    run = _submit(
+        ws,
+        write_script,
+        files(20),
+        {"HOLD": "item_000.txt", "HOLD_SECONDS": "60", "HOLD_RELEASE": str(release)},
+        mini_batch_size=2,
+        preserve_order=True,
+    )
+    # The other process finishes all it can: every mini-batch but the first and the one queued
+    # behind it in the same process.
+    deadline = time.time() + 30
+    while (step := run_state(ws.store, run.id)["steps"][0])["mb_held"] < 8:
+        assert time.time() < deadline, f"only {step['mb_held']} mini-batches held"
+        time.sleep(0.05)
+    assert step["mb_done"] == 0 and step["status"] == "Running"
+    line = progress_line(step)
+    held = step["mb_held"]
+    assert f"0/10 mini-batches + {held} finished, waiting for earlier ones" in line
+    release.touch()
+    assert run.wait_for_completion(timeout_seconds=60) == "Completed"
+    step = run_state(ws.store, run.id)["steps"][0]
+    assert (step["mb_done"], step["mb_held"]) == (10, 0)
+    assert ws.store.get_run(step["id"])["mb_held"] == 0
+    assert output_rows(run) == _rows(_names(20))
 
 
 def test_held_rows_hold_back_new_mini_batches_and_go_out_in_order(tmp_path, monkeypatch):
