@@ -5,7 +5,8 @@ The entry script draws a fault for every try of every item from a seeded random 
 past ``run_invocation_timeout``, a partial result, or none; some input files hold bad data. With
 ``run_max_try=3`` most items succeed in the end. A quarter through, the run is canceled and
 resumed; halfway, its runner is SIGKILLed and it is resumed again. Issue 3's guarantee must hold
-after the cancel, after the kill and at the end.
+after the cancel, after the kill and at the end; with ``preserve_order`` the output must also be
+in input order each time.
 
 ``PARALLELRUN_SOAK_ITEMS`` sets the number of input files (two per mini-batch). The default is
 the short form CI runs in about half a minute; the long form is a few thousand mini-batches::
@@ -108,9 +109,19 @@ def run(mini_batch):
 """
 
 
+def assert_in_order(outcome) -> None:
+    """With preserve_order: the committed mini-batches are the first ones of the input, and
+    the rows follow the input."""
+    ids = sorted(mb["mb_id"] for mb in outcome.mini_batches)
+    assert ids == list(range(len(ids))), f"committed mini-batches are not a prefix: {ids[-5:]}"
+    keys = [row.split("\t", 1)[0] for row in outcome.rows]
+    assert keys == sorted(keys), "rows out of input order"
+
+
 @pytest.mark.soak
+@pytest.mark.parametrize("preserve_order", [False, True], ids=["as-finished", "ordered"])
 def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
-    ws, write_script, files, tmp_path
+    ws, write_script, files, tmp_path, preserve_order
 ):
     names = [f"item_{i:05d}.txt" for i in range(ITEMS)]
     inputs = tmp_path / "inputs"
@@ -130,7 +141,9 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
         run_invocation_timeout=2,
         heartbeat_timeout=8,
         environment_variables={"SOAK_SEED": SEED, "SOAK_TRIES": str(tries)},
+        preserve_order=preserve_order,
     )
+    checks = [assert_in_order] if preserve_order else []
     mb_total = (ITEMS + 1) // 2
     step = run.find_step_run("score-step")[0]
 
@@ -154,6 +167,8 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
     with pytest.raises(ActivityFailedException, match="Canceled"):
         run.wait_for_completion(timeout_seconds=60)
     canceled = assert_guarantee(run, names)
+    for check in checks:
+        check(canceled)
     assert canceled.status == "Canceled" and len(canceled.mini_batches) < mb_total
     run.resume()
 
@@ -163,12 +178,16 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
     with pytest.raises(ActivityFailedException, match="runner process .* ended"):
         run.wait_for_completion(timeout_seconds=60)
     before = assert_guarantee(run, names)
+    for check in checks:
+        check(before)
     assert before.status == "Failed" and len(before.mini_batches) < mb_total
     assert len(before.mini_batches) > len(canceled.mini_batches)
 
     run.resume()
     assert run.wait_for_completion(timeout_seconds=1200) == "Completed"
     after = assert_guarantee(run, names)
+    for check in checks:
+        check(after)
     assert len(after.mini_batches) == mb_total
     assert len(after.done) > 0.8 * ITEMS
     # Every kind of fault happened, and each was recorded with its cause.
