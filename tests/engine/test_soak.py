@@ -153,11 +153,17 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
             assert time.time() < deadline and run.get_status() in ("NotStarted", "Running")
             time.sleep(0.1)
 
+    def finished() -> int:
+        """Mini-batches finished: committed, or (preserve_order) held for earlier ones. The
+        committed count alone jumps when a slow mini-batch lets the ones behind it go."""
+        record = ws.store.get_run(step.id)
+        return record["mb_done"] + record["mb_failed"] + record["mb_held"]
+
     # A quarter in, and after the stuck call of the first items (so no fault hides another),
     # a cancel; then the run is resumed.
     wait_until(
         lambda: (
-            run.get_metrics()["mini_batches_done"] >= mb_total // 4
+            finished() >= mb_total // 4
             and any(
                 "run_invocation_timeout" in e["exception"] for e in step.get_details()["errors"]
             )
@@ -172,8 +178,8 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
     assert canceled.status == "Canceled" and len(canceled.mini_batches) < mb_total
     run.resume()
 
-    # Halfway, the runner is killed; the run is resumed again.
-    wait_until(lambda: run.get_metrics()["mini_batches_done"] >= mb_total // 2)
+    # Halfway from the cancel to the end, the runner is killed; the run is resumed again.
+    wait_until(lambda: finished() >= (len(canceled.mini_batches) + mb_total) // 2)
     os.kill(ws.store.get_run(run.id)["runner_pid"], signal.SIGKILL)
     with pytest.raises(ActivityFailedException, match="runner process .* ended"):
         run.wait_for_completion(timeout_seconds=60)
@@ -181,7 +187,10 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
     for check in checks:
         check(before)
     assert before.status == "Failed" and len(before.mini_batches) < mb_total
-    assert len(before.mini_batches) > len(canceled.mini_batches)
+    if preserve_order:  # what finished may all wait behind one slow mini-batch, and is lost
+        assert len(before.mini_batches) >= len(canceled.mini_batches)
+    else:
+        assert len(before.mini_batches) > len(canceled.mini_batches)
 
     run.resume()
     assert run.wait_for_completion(timeout_seconds=1200) == "Completed"
