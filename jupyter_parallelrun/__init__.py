@@ -21,6 +21,7 @@ _WHERE = {
     "TabularDataset": "dataset",
     "Model": "model",
     "Environment": "environment",
+    "EnvironmentWarning": "environment",
     "CondaDependencies": "conda_dependencies",
     "DEFAULT_CPU_IMAGE": "environment",
     "DEFAULT_GPU_IMAGE": "environment",

@@ -1,45 +1,58 @@
-"""Environment, the software a step's workers run with, and its check against the workers' Python.
+"""Environment, the software a step's workers run with, as Azure ML SDK v1 describes it.
 
-Nothing is installed: workers run as local processes of this machine, under the Python that runs
-the notebook or under ``python.interpreter_path``. :func:`check_environment` runs before any
-worker starts and names every pip requirement that Python does not satisfy. Docker settings and
-conda packages are recorded and reported, not applied. The packages themselves are kept by
+By default nothing is installed: the workers run as local processes of this machine, under the
+Python that runs the notebook or under ``python.interpreter_path``, and the check in
+``environment_check.py`` (run at submit, before any worker starts) says what that Python lacks
+or has at another version. :meth:`Environment.build_local` builds the environment for real, as
+a cached virtual environment (``environment_build.py``), and runs with it then use that Python.
+The Docker, Spark, Databricks, R and inferencing sections are kept as Azure has them, recorded
+with the environment and reported as not applied. The packages themselves are kept by
 :class:`CondaDependencies` (``conda_dependencies.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
-from .conda_dependencies import CondaDependencies, canonical_name, package_name
+from .conda_dependencies import CondaDependencies
+from .environment_check import (
+    DEFAULT_CPU_IMAGE,
+    DEFAULT_GPU_IMAGE,
+    EnvironmentCheckError,
+    EnvironmentWarning,
+    check_environment,
+)
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"
-DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.1-cudnn8-ubuntu20.04"
-
-
-class EnvironmentCheckError(RuntimeError):
-    """The workers' Python lacks what an Environment asks for."""
+__all__ = [
+    "DEFAULT_CPU_IMAGE",
+    "DEFAULT_GPU_IMAGE",
+    "DatabricksSection",
+    "DockerSection",
+    "Environment",
+    "EnvironmentCheckError",
+    "EnvironmentWarning",
+    "PythonSection",
+    "RSection",
+    "SparkPackage",
+    "SparkSection",
+    "check_environment",
+]
 
 
 @dataclasses.dataclass
 class PythonSection:
     """The Python of an Environment.
 
-    ``interpreter_path`` None means the Python that runs the notebook; ``conda_dependencies``
-    are checked against that interpreter, never installed.
+    ``interpreter_path`` None means the Python that runs the notebook (or, after
+    :meth:`Environment.build_local`, the one it built); ``conda_dependencies`` are checked
+    against that interpreter.
     """
 
     conda_dependencies: CondaDependencies | None = None
@@ -54,8 +67,76 @@ class DockerSection:
     enabled: bool = False
     base_image: str | None = DEFAULT_CPU_IMAGE
     base_dockerfile: str | None = None
+    build_context: Any = None
     shm_size: str | None = None
+    shared_volumes: bool = True
     gpu_support: bool = False
+    arguments: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class SparkPackage:
+    """A Spark package (Maven coordinates) of :class:`SparkSection`."""
+
+    group: str | None = None
+    artifact: str | None = None
+    version: str | None = None
+
+
+@dataclasses.dataclass
+class SparkSection:
+    """Spark settings of an Environment (Azure's defaults): recorded and reported, not applied."""
+
+    repositories: list[str] = dataclasses.field(default_factory=list)
+    packages: list[SparkPackage] = dataclasses.field(default_factory=list)
+    precache_packages: bool = True
+
+
+@dataclasses.dataclass
+class DatabricksSection:
+    """Databricks libraries of an Environment: recorded and reported, not applied."""
+
+    maven_libraries: list[Any] = dataclasses.field(default_factory=list)
+    pypi_libraries: list[Any] = dataclasses.field(default_factory=list)
+    rcran_libraries: list[Any] = dataclasses.field(default_factory=list)
+    jar_libraries: list[Any] = dataclasses.field(default_factory=list)
+    egg_libraries: list[Any] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class RSection:
+    """The R of an Environment (``env.r = RSection()``): recorded and reported, not applied."""
+
+    r_version: str | None = None
+    user_managed: bool = False
+    rscript_path: str | None = None
+    snapshot_date: str | None = None
+    cran_packages: list[Any] = dataclasses.field(default_factory=list)
+    github_packages: list[Any] = dataclasses.field(default_factory=list)
+    custom_url_packages: list[str] = dataclasses.field(default_factory=list)
+    bioconductor_packages: list[str] = dataclasses.field(default_factory=list)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: Azure's library objects (MavenLibrary, CranPackage, ...) by their
+    attributes, anything else unknown by its text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "__dict__"):
+        return {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_")}
+    return str(value)
+
+
+def _section(cls: type, spec: dict[str, Any] | None) -> Any:
+    """``cls`` from its stored fields, ignoring fields a later version may have added."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in (spec or {}).items() if k in names})
 
 
 class Environment:
@@ -80,6 +161,10 @@ class Environment:
         self.version: str | None = None
         self.python = PythonSection()
         self.docker = DockerSection()
+        self.spark = SparkSection()
+        self.databricks = DatabricksSection()
+        self.r: RSection | None = None
+        self.inferencing_stack_version: str | None = None
         self.environment_variables: dict[str, str] = {}
 
     @classmethod
@@ -147,7 +232,11 @@ class Environment:
                 "conda_dependencies": None if deps is None else deps.to_spec(),
             },
             "environment_variables": dict(self.environment_variables),
-            "docker": dataclasses.asdict(self.docker),
+            "docker": _plain(self.docker),
+            "spark": _plain(self.spark),
+            "databricks": _plain(self.databricks),
+            "r": None if self.r is None else _plain(self.r),
+            "inferencing_stack_version": self.inferencing_stack_version,
         }
 
     @classmethod
@@ -162,173 +251,16 @@ class Environment:
             interpreter_path=python.get("interpreter_path"),
             user_managed_dependencies=bool(python.get("user_managed_dependencies")),
         )
-        env.docker = DockerSection(**(spec.get("docker") or {}))
+        env.docker = _section(DockerSection, spec.get("docker"))
+        env.spark = _section(SparkSection, spec.get("spark"))
+        env.spark.packages = [
+            _section(SparkPackage, p) if isinstance(p, dict) else p for p in env.spark.packages
+        ]
+        env.databricks = _section(DatabricksSection, spec.get("databricks"))
+        env.r = None if spec.get("r") is None else _section(RSection, spec["r"])
+        env.inferencing_stack_version = spec.get("inferencing_stack_version")
         env.environment_variables = dict(spec.get("environment_variables") or {})
         return env
 
     def __repr__(self) -> str:
         return f"Environment(name={self.name!r}, version={self.version!r})"
-
-
-def _installed(names):
-    """Installed versions of ``names`` and the marker values of the Python running this.
-
-    Runs in this process or, through its source, in another interpreter: so it imports what it
-    uses and keeps to syntax any Python 3 reads.
-    """
-    import importlib.metadata
-    import os
-    import platform
-    import re
-    import sys
-
-    wanted = {re.sub(r"[-_.]+", "-", n).lower() for n in names}
-    versions = dict.fromkeys(wanted)
-    for dist in importlib.metadata.distributions():
-        key = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
-        if key in wanted and versions[key] is None:
-            versions[key] = dist.version
-    impl = sys.implementation.version
-    markers = {
-        "implementation_name": sys.implementation.name,
-        "implementation_version": f"{impl.major}.{impl.minor}.{impl.micro}",
-        "os_name": os.name,
-        "platform_machine": platform.machine(),
-        "platform_release": platform.release(),
-        "platform_system": platform.system(),
-        "platform_version": platform.version(),
-        "python_full_version": platform.python_version(),
-        "platform_python_implementation": platform.python_implementation(),
-        "python_version": ".".join(platform.python_version_tuple()[:2]),
-        "sys_platform": sys.platform,
-    }
-    return {"versions": versions, "markers": markers}
-
-
-def _probe(interpreter: str, names: list[str], label: str) -> dict[str, Any]:
-    """:func:`_installed` in ``interpreter`` (this process when it is the running Python)."""
-    if os.path.abspath(interpreter) == os.path.abspath(sys.executable):
-        return _installed(names)
-    if not os.path.isfile(interpreter):
-        raise EnvironmentCheckError(
-            f"{label}: python.interpreter_path={interpreter!r} does not exist"
-        )
-    code = inspect.getsource(_installed) + (
-        "\nimport json, sys\nprint(json.dumps(_installed(json.loads(sys.argv[1]))))\n"
-    )
-    try:
-        done = subprocess.run(
-            [interpreter, "-c", code, json.dumps(names)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except OSError as error:
-        raise EnvironmentCheckError(
-            f"{label}: python.interpreter_path={interpreter!r} does not run: {error}"
-        ) from error
-    if done.returncode != 0:
-        raise EnvironmentCheckError(
-            f"{label}: python.interpreter_path={interpreter!r} failed to report its packages: "
-            f"{done.stderr.strip()[-2000:]}"
-        )
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _docker_warning(docker: dict[str, Any], label: str) -> list[str]:
-    changed = {
-        key: value
-        for key, value in docker.items()
-        if value != getattr(DockerSection, key) and not (key == "base_image" and value is None)
-    }
-    if not changed:
-        return []
-    shown = ", ".join(f"{key}={value!r}" for key, value in changed.items())
-    return [
-        f"{label}: docker settings recorded, not applied: workers run as local processes ({shown})"
-    ]
-
-
-def check_environment(env_spec: dict[str, Any] | None) -> list[str]:
-    """Check an Environment (its spec) against the Python that will run the workers.
-
-    Every pip requirement (name, version specifier and marker) must be met by a distribution
-    installed in ``python.interpreter_path``, or in this Python when that is None.
-    ``azureml-*`` packages are skipped: they are the Azure SDK that this package stands in for.
-    Requirements given as a URL or a path cannot be checked and are reported as warnings, as are
-    conda packages (nothing here can verify them), a ``python=`` version other than the one
-    found, and Docker settings (recorded, not applied).
-
-    Parameters
-    ----------
-    env_spec : dict or None
-        ``Environment.to_spec()``, or None for no environment.
-
-    Returns
-    -------
-    list of str
-        Warnings to show with the run.
-
-    Raises
-    ------
-    EnvironmentCheckError
-        Naming every requirement that is missing or has the wrong version, with what was found.
-    """
-    if env_spec is None:
-        return []
-    label = f"environment {env_spec.get('name')!r}"
-    python = env_spec.get("python") or {}
-    deps = python.get("conda_dependencies") or {}
-    interpreter = python.get("interpreter_path") or sys.executable
-    warnings = _docker_warning(env_spec.get("docker") or {}, label)
-    requirements: list[tuple[str, Requirement]] = []
-    for line in deps.get("pip_packages") or []:
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            warnings.append(f"{label}: pip requirement {line!r} not checked: not a package name")
-            continue
-        if requirement.url:
-            warnings.append(f"{label}: pip requirement {line!r} not checked: it is a URL")
-        elif not canonical_name(requirement.name).startswith("azureml-"):
-            requirements.append((line, requirement))
-    if not requirements and not python.get("interpreter_path"):
-        return warnings + _conda_warnings(deps, None, label)
-    found = _probe(interpreter, [r.name for _, r in requirements], label)
-    problems = []
-    for line, requirement in requirements:
-        if requirement.marker and not requirement.marker.evaluate(found["markers"]):
-            continue
-        version = found["versions"].get(canonical_name(requirement.name))
-        if version is None:
-            problems.append(f"pip package {line!r} is not installed in {interpreter}")
-        elif not requirement.specifier.contains(version, prereleases=True):
-            problems.append(
-                f"{line!r} needs {requirement.name}{requirement.specifier}, found {version}"
-            )
-    if problems:
-        raise EnvironmentCheckError(
-            f"{label}: {'; '.join(problems)}. Install them into that Python, or set "
-            "python.interpreter_path to a Python that has them."
-        )
-    return warnings + _conda_warnings(deps, found["markers"]["python_full_version"], label)
-
-
-def _conda_warnings(deps: dict[str, Any], python_found: str | None, label: str) -> list[str]:
-    warnings = []
-    others = []
-    for package in deps.get("conda_packages") or []:
-        name = package_name(package)
-        if name == "python":
-            wanted = re.sub(r"^python\s*[=<>!~]*", "", package).strip()
-            found = python_found or ".".join(map(str, sys.version_info[:3]))
-            if wanted and not (found + ".").startswith(wanted.rstrip(".*") + "."):
-                warnings.append(f"{label}: asks for {package}; the workers run Python {found}")
-        elif name != "pip":
-            others.append(package)
-    if others:
-        warnings.append(
-            f"{label}: conda packages recorded, not checked: {', '.join(others)} "
-            "(only pip packages are checked)"
-        )
-    return warnings

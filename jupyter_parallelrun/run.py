@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .environment_check import warn_each_time
 from .progress import progress_line, run_state, summary_text
 from .store import FINAL_STATUSES
 
@@ -131,6 +132,9 @@ class Experiment:
             )
         pid = start_runner(ws, run_id)
         ws.store.update_run(run_id, runner_pid=pid)
+        for step in plan["steps"]:
+            for message in step["warnings"]:
+                warn_each_time(f"step {step['name']!r}: {message}")
         return PipelineRun(self, run_id)
 
     def get_runs(self, type: str | None = None, tags: Any = None) -> list[PipelineRun]:
@@ -271,6 +275,12 @@ class Run:
             _error_details(step["name"], error)
             for step in steps
             for error in self._store.errors(step["id"])
+        ]
+        # As Azure's: what was noted at submit, here the environment's pins, unapplied settings
+        details["warnings"] = [
+            {"source": "environment", "step": step["name"], "message": message}
+            for step in steps
+            for message in (step["spec"] or {}).get("warnings", [])
         ]
         return details
 

@@ -122,6 +122,7 @@ def make_plan(
     from ..compute import ComputeTarget
     from ..dataset import TabularDataset
     from ..environment import check_environment
+    from ..environment_check import worker_variables
     from ..pipeline import resolve_parameters
     from .partition import parse_mini_batch_size
 
@@ -168,7 +169,10 @@ def make_plan(
                 },
                 "allow_reuse": bool(step.allow_reuse),
                 "snapshot": _snapshot(ws, step_run_id, config["source_directory"], script),
+                # Environment warnings (strings): shown at submit, stored with the run
+                # (get_details()["warnings"], RunDetails) and written to logs/runner.txt.
                 "warnings": warnings,
+                "worker_variables": worker_variables(config.get("environment")),
             }
         )
         producers[output_name] = step_run_id

@@ -119,28 +119,32 @@ def fail_if_runner_died(ws: Workspace, run_id: str) -> None:
             ws.store.update_run(record["id"], status="Failed", ended=time.time(), error=error)
 
 
-def _worker_variables(config: dict[str, Any], ws: Workspace) -> dict[str, str]:
+def _worker_variables(step: dict[str, Any], ws: Workspace) -> dict[str, str]:
     """The environment variables of every worker process, besides its thread-pool sizes."""
+    config = step["config"]
     env = config.get("environment") or {}
     return {
         WORKSPACE_ENV: str(ws.config_file.parent),
+        # What the plan found the environment's pins need (pandas' string option, ...)
+        **step.get("worker_variables", {}),
         **{k: str(v) for k, v in (env.get("environment_variables") or {}).items()},
         **{k: str(v) for k, v in (config.get("environment_variables") or {}).items()},
     }
 
 
-def _worker_environment(config: dict[str, Any], ws: Workspace, processes: int) -> None:
+def _worker_environment(step: dict[str, Any], ws: Workspace, processes: int) -> None:
     """Set what the worker processes inherit (this process exists only for this run)."""
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     for name in THREAD_VARIABLES:
         os.environ[name] = threads
-    os.environ.update(_worker_variables(config, ws))
+    os.environ.update(_worker_variables(step, ws))
 
 
-def _backend(ws: Workspace, config: dict[str, Any]) -> Backend:
+def _backend(ws: Workspace, step: dict[str, Any]) -> Backend:
     """Where the step's workers run: its compute target's Dask cluster, or this machine."""
     from ..compute import ComputeTarget
 
+    config = step["config"]
     interpreter = ((config.get("environment") or {}).get("python") or {}).get("interpreter_path")
     name = config.get("compute_target")
     compute = ComputeTarget(ws, name).to_spec() if name else {}
@@ -150,7 +154,7 @@ def _backend(ws: Workspace, config: dict[str, Any]) -> Backend:
             node_count=config["node_count"],
             processes_per_node=config["process_count_per_node"],
             interpreter_path=interpreter,
-            variables=_worker_variables(config, ws),
+            variables=_worker_variables(step, ws),
             thread_variables=THREAD_VARIABLES,
         )
     return LocalBackend(interpreter_path=interpreter)
@@ -193,7 +197,7 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
 
 
 def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs) -> None:
-    backend = _backend(ws, step["config"])
+    backend = _backend(ws, step)
     try:
         _schedule(ws, step, steps, dataset, logs, backend)
     finally:
@@ -206,7 +210,7 @@ def _schedule(
     store, run_id, config = ws.store, step["run_id"], step["config"]
     backend.check_environment(config.get("environment"))
     nodes, per_node = config["node_count"], config["process_count_per_node"]
-    _worker_environment(config, ws, nodes * per_node)
+    _worker_environment(step, ws, nodes * per_node)
     out_dir = output_folder(ws, step["output"])
     committed = {mb["mb_id"]: mb for mb in store.mini_batches(run_id)}
     offset = max((mb["output_end"] or 0 for mb in committed.values()), default=0)

@@ -32,6 +32,10 @@ from typing import Any
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
+# Set by the runner when the step's environment pins pandas below 3 (environment_check.py's
+# worker_variables decides; the name is the contract between the two).
+PANDAS_OBJECT_STRINGS = "JUPYTER_PARALLELRUN_PANDAS_OBJECT_STRINGS"
+
 
 class MiniBatchContext:
     """What ``run(mini_batch, mini_batch_context)`` receives (Azure's ``partition_key_value``)."""
@@ -94,6 +98,36 @@ def _redirect_output(log_file: Path, level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+
+
+def _restore_pinned_behaviour() -> None:
+    """Before the entry script loads: behave as the environment's pinned versions would where
+    a later major version changed behaviour (pandas 3 infers Arrow-backed strings; pandas 1
+    and 2 made object columns, and scripts written for them may rely on it)."""
+    if os.environ.get(PANDAS_OBJECT_STRINGS) != "1":
+        return
+    try:
+        import pandas
+    except ImportError:
+        return
+    if int(pandas.__version__.split(".")[0]) < 3:
+        return
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # pandas 3 warns that the option goes away in pandas 4: not the script's concern
+            warnings.simplefilter("ignore")
+            pandas.set_option("future.infer_string", False)
+    except Exception as error:  # noqa: BLE001 - a pandas without the option runs as it is
+        logging.getLogger(__name__).warning(
+            "cannot set pandas' future.infer_string=False for the pinned pandas: %s", error
+        )
+    else:
+        logging.getLogger(__name__).info(
+            "pandas %s with future.infer_string=False: the environment pins pandas < 3",
+            pandas.__version__,
+        )
 
 
 class _Channel:
@@ -160,6 +194,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
 
     started = time.time()
     try:
+        _restore_pinned_behaviour()
         module = _load_entry_script(source_dir / spec["entry_script"])
         if hasattr(module, "init"):
             module.init()
