@@ -11,6 +11,8 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
+#: The package version, under the name Azure's ``azureml.core.VERSION`` has.
+VERSION = __version__
 
 _WHERE = {
     "Workspace": "workspace",
@@ -43,7 +45,7 @@ _WHERE = {
     "EntryScript": "entry_script",
 }
 
-__all__ = [*_WHERE, "load_ipython_extension"]
+__all__ = [*_WHERE, "VERSION", "load_ipython_extension"]
 
 
 def __getattr__(name: str) -> Any:
