@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..dataset import FileDataset, TabularDataset
 from ..records import read_records
 from ..storage import open_file
+from .key_partitions import load_partition_files, path_partition_batches
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,8 +101,9 @@ def iter_mini_batches(
     mini_batch_size : int, str or None
         See :func:`parse_mini_batch_size`.
     partition_keys : list of str, optional
-        Tabular input only: one mini-batch per distinct combination of these columns' values,
-        in sorted order.
+        One mini-batch per distinct combination of these keys' values, in sorted order: keys
+        of the dataset's ``partition_format`` (file or tabular input; the files are grouped by
+        their paths, see ``key_partitions.py``), or columns of a table.
     scratch_dir : str or Path, optional
         Where tables that must be rewritten go (partition groups, and tables with take, skip
         or sample applied); required in those cases.
@@ -123,11 +125,14 @@ def iter_mini_batches(
     if not tabular and not isinstance(dataset, FileDataset):
         raise ValueError(f"dataset must be a FileDataset or a TabularDataset; got {dataset!r}")
     size = parse_mini_batch_size(mini_batch_size, tabular)
-    if partition_keys is not None:
+    by_path = isinstance(partition_keys, (list, tuple)) and bool(partition_keys)
+    if by_path and set(partition_keys) <= set(dataset.partition_keys):
+        batches = _path_partition_batches(dataset, list(partition_keys))
+    elif partition_keys is not None:
         if not tabular:
             raise ValueError(
-                f"partition_keys={partition_keys!r} needs a TabularDataset input; "
-                "the input is a FileDataset"
+                f"partition_keys={partition_keys!r} on a FileDataset must be keys of its "
+                f"partition_format; its keys are {dataset.partition_keys}"
             )
         batches = _partition_batches(dataset, partition_keys, _scratch(scratch_dir, "partition"))
     elif not tabular:
@@ -242,6 +247,16 @@ def _rewritten_batches(
         yield {"kind": "parquet", "path": str(path), "row_groups": groups, "options": {}}, rows
 
 
+def _path_partition_batches(
+    dataset: FileDataset | TabularDataset, keys: list[str]
+) -> Iterator[tuple[dict, int | None]]:
+    partition_format = dataset.to_spec()["partition_format"]
+    if isinstance(dataset, TabularDataset):
+        table = {"format": dataset.format, "options": dataset.read_options()}
+        return path_partition_batches(dataset._source_files(), partition_format, keys, table)
+    return path_partition_batches(dataset.iter_files(), partition_format, keys, None)
+
+
 def _partition_batches(
     dataset: TabularDataset, partition_keys: Any, scratch: Path
 ) -> Iterator[tuple[dict, int]]:
@@ -302,27 +317,53 @@ def load_mini_batch(spec: dict[str, Any]) -> list[str] | pd.DataFrame:
         import pandas as pd
 
         return pd.read_parquet(spec["path"])
+    if kind == "partition_files":
+        return load_partition_files(spec)
     raise ValueError(
-        'spec["kind"] must be "files", "delimited", "json_lines", "parquet" or "partition"; '
-        f"got {kind!r}"
+        'spec["kind"] must be "files", "delimited", "json_lines", "parquet", "partition" or '
+        f'"partition_files"; got {kind!r}'
     )
 
 
 def mini_batch_context(spec: dict[str, Any]) -> dict[str, Any]:
     """``{"partition_key_value": {column: value}}`` for a partition mini-batch, else ``{}``."""
-    if spec.get("kind") == "partition":
+    if "keys" in spec:
         return {"partition_key_value": dict(spec["keys"])}
     return {}
+
+
+def mini_batch_dataset(spec: dict[str, Any]) -> FileDataset | TabularDataset | None:
+    """``mini_batch_context.dataset``: a partition mini-batch's part of the input as a dataset
+    of its own (its files, or its rows); None for a mini-batch that is not a partition."""
+    kind = spec.get("kind")
+    if kind == "files" and "keys" in spec:
+        return FileDataset.File.from_files(path=list(spec["paths"]), validate=False)
+    if kind == "partition":
+        return TabularDataset.Tabular.from_parquet_files(path=spec["path"], validate=False)
+    if kind != "partition_files":
+        return None
+    factory = {
+        "delimited": TabularDataset.Tabular.from_delimited_files,
+        "parquet": TabularDataset.Tabular.from_parquet_files,
+        "json_lines": TabularDataset.Tabular.from_json_lines_files,
+    }[spec["format"]]
+    definition = factory(path=list(spec["paths"]), validate=False).to_spec()
+    # The input's read options (column types, separator, storage) apply as they are.
+    options = dict(spec["options"])
+    definition["partition_format"] = options.pop("partition_format", None)
+    definition["options"] = options
+    return TabularDataset.from_spec(definition)
 
 
 def describe(spec: dict[str, Any]) -> str:
     """A short human description of a mini-batch, for logs and error messages."""
     kind = spec.get("kind")
-    if kind == "files":
+    if kind in ("files", "partition_files"):
         paths = spec["paths"]
         names = ", ".join(os.path.basename(p) for p in paths[:3])
         more = ", …" if len(paths) > 3 else ""
-        return f"{len(paths)} file{'s' if len(paths) != 1 else ''}: {names}{more}"
+        keys = "".join(f"{k}={v!r}, " for k, v in spec.get("keys", {}).items())
+        return f"{keys}{len(paths)} file{'s' if len(paths) != 1 else ''}: {names}{more}"
     if kind in ("delimited", "json_lines"):
         return f"{os.path.basename(spec['path'])} bytes {spec['start']}–{spec['end']}"
     if kind == "parquet":

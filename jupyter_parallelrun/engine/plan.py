@@ -139,10 +139,12 @@ def make_plan(
         dataset = _dataset_of(step.inputs[0], values)
         tabular = isinstance(dataset, TabularDataset)
         config["mini_batch_size_parsed"] = parse_mini_batch_size(config["mini_batch_size"], tabular)
-        if config.get("partition_keys") and not tabular:
+        keys = config.get("partition_keys")
+        if keys and not tabular and not set(keys) <= set(getattr(dataset, "partition_keys", [])):
             raise ValueError(
-                f"step {step.name!r}: partition_keys={config['partition_keys']!r} needs a "
-                "TabularDataset input; the input is a FileDataset"
+                f"step {step.name!r}: partition_keys={keys!r} on a FileDataset must be keys "
+                f"of its partition_format; its keys are {getattr(dataset, 'partition_keys', [])} "
+                '(made with Dataset.File.from_files(..., partition_format="{key}/..."))'
             )
         if config.get("compute_target"):
             # On a Dask cluster this checks every Dask worker: reachable, enough of them, the

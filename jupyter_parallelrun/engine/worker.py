@@ -38,11 +38,21 @@ PANDAS_OBJECT_STRINGS = "JUPYTER_PARALLELRUN_PANDAS_OBJECT_STRINGS"
 
 
 class MiniBatchContext:
-    """What ``run(mini_batch, mini_batch_context)`` receives (Azure's ``partition_key_value``)."""
+    """What ``run(mini_batch, mini_batch_context)`` receives, as Azure's: ``partition_key_value``
+    (the mini-batch's ``partition_keys`` values) and ``dataset`` (its part of the input)."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], spec: dict[str, Any] | None = None) -> None:
         self.partition_key_value = values.get("partition_key_value", {})
         self.mini_batch_id = values.get("mini_batch_id")
+        self._spec = spec
+
+    @property
+    def dataset(self) -> Any:
+        """The mini-batch's part of the input as a dataset (a FileDataset of its files, or a
+        TabularDataset of its rows) in a ``partition_keys`` job; None otherwise."""
+        from .partition import mini_batch_dataset
+
+        return mini_batch_dataset(self._spec) if self._spec is not None else None
 
     def __repr__(self) -> str:
         return f"MiniBatchContext(partition_key_value={self.partition_key_value!r})"
@@ -222,7 +232,9 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
             mini_batch = load_mini_batch(mb_spec)
             n_items = len(mini_batch)
             if wants_context:
-                context = MiniBatchContext({**mini_batch_context(mb_spec), "mini_batch_id": mb_id})
+                context = MiniBatchContext(
+                    {**mini_batch_context(mb_spec), "mini_batch_id": mb_id}, mb_spec
+                )
                 result = run(mini_batch, context)
             else:
                 result = run(mini_batch)

@@ -10,13 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jupyter_parallelrun.dataset import Dataset
+from jupyter_parallelrun.dataset import Dataset, FileDataset, TabularDataset
 from jupyter_parallelrun.engine.partition import (
     MiniBatch,
     describe,
     iter_mini_batches,
     load_mini_batch,
     mini_batch_context,
+    mini_batch_dataset,
     parse_mini_batch_size,
 )
 
@@ -95,10 +96,37 @@ def test_file_mini_batches(tmp_path):
     json.dumps([b.spec for b in batches])
 
 
-def test_file_input_rejects_partition_keys(tmp_path):
+def test_file_input_partition_keys_must_be_keys_of_its_partition_format(tmp_path):
     (tmp_path / "a.png").write_text("a")
-    with pytest.raises(ValueError, match="partition_keys=\\['x'\\] needs a TabularDataset"):
+    with pytest.raises(ValueError, match=r"partition_keys=\['x'\] on a FileDataset .* are \[\]"):
         list(iter_mini_batches(Dataset.File.from_files(str(tmp_path)), 1, partition_keys=["x"]))
+
+
+def test_file_partition_keys_one_mini_batch_per_folder_value(tmp_path):
+    # The per-folder sample's layout: user/season/genre.wav, partitioned by user and genre.
+    layout = ["u1/winter/disco", "u1/fall/orchestra", "u2/summer/piano", "u4/spring/piano",
+              "u4/fall/piano"]  # fmt: skip
+    for name in layout:
+        (tmp_path / f"{name}.wav").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{name}.wav").write_bytes(b"x" * len(name))
+    dataset = Dataset.File.from_files(
+        str(tmp_path / "*/*/*.wav"), partition_format="{user}/{season}/{genres}.wav"
+    )
+    batches = list(iter_mini_batches(dataset, 1, partition_keys=["user", "genres"]))
+    assert [mini_batch_context(b.spec)["partition_key_value"] for b in batches] == [
+        {"user": "u1", "genres": "disco"},
+        {"user": "u1", "genres": "orchestra"},
+        {"user": "u2", "genres": "piano"},
+        {"user": "u4", "genres": "piano"},
+    ]
+    both = load_mini_batch(batches[3].spec)
+    assert both == [str(tmp_path / "u4/fall/piano.wav"), str(tmp_path / "u4/spring/piano.wav")]
+    assert [b.n_items for b in batches] == [1, 1, 1, 2]
+    assert describe(batches[3].spec) == "user='u4', genres='piano', 2 files: piano.wav, piano.wav"
+    json.dumps([b.spec for b in batches])
+    part = mini_batch_dataset(batches[3].spec)
+    assert isinstance(part, FileDataset) and list(part.iter_files()) == both
+    assert mini_batch_dataset(next(iter_mini_batches(dataset, 2)).spec) is None
 
 
 # -- delimited and JSON lines ---------------------------------------------------------------------
@@ -245,6 +273,8 @@ def test_partition_keys(tmp_path):
     assert sum(len(load_mini_batch(b.spec)) for b in batches) == 6
     assert describe(batches[0].spec) == "partition store='a', day=1"
     json.dumps([b.spec for b in batches])
+    part = mini_batch_dataset(batches[0].spec)
+    pd.testing.assert_frame_equal(part.to_pandas_dataframe(), first)
 
     with pytest.raises(
         ValueError, match=r"'region'.*available columns: \['store', 'day', 'sales'\]"
@@ -266,7 +296,12 @@ def test_partition_keys_from_partition_format(tmp_path):
         {"partition_key_value": {"state": "or"}},
         {"partition_key_value": {"state": "wa"}},
     ]
+    # Grouped by path: the files are not read to form the mini-batches.
+    assert [b.spec["kind"] for b in batches] == ["partition_files", "partition_files"]
     assert sorted(load_mini_batch(batches[1].spec)["city"].unique()) == ["seattle", "tacoma"]
+    part = mini_batch_dataset(batches[1].spec)
+    assert isinstance(part, TabularDataset)
+    pd.testing.assert_frame_equal(part.to_pandas_dataframe(), load_mini_batch(batches[1].spec))
     plain = list(iter_mini_batches(dataset, "1MB"))
     assert load_mini_batch(plain[0].spec)["city"].tolist() == ["bend", "bend"]
 
