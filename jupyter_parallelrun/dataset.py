@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .dataset_factory import FileDatasetFactory, TabularDatasetFactory
+from .dataset_partition import partition_by
 from .dataset_source import iter_source_files, source_base
 from .datastore import Datastore
 from .records import PARTITION_KEY, read_records
@@ -312,6 +313,45 @@ class TabularDataset(Dataset):
             "partition_format": self._definition.get("partition_format"),
             **({"storage": storage} if storage else {}),
         }
+
+    def partition_by(
+        self,
+        partition_keys: list[str],
+        target: Any,
+        name: str | None = None,
+        show_progress: bool = True,
+        partition_as_file_dataset: bool = False,
+    ) -> Dataset:
+        """Write a copy of the table partitioned by ``partition_keys`` and return its dataset.
+
+        Parameters
+        ----------
+        partition_keys : list of str
+            Columns; each distinct combination of their values becomes a folder.
+        target : DataPath or (Datastore, str) tuple
+            Where on a datastore the copy goes; a new folder named by a GUID is made under it.
+        name : str, optional
+            Register the new dataset under this name (a new version if it exists).
+        show_progress : bool, default True
+            Print what was written.
+        partition_as_file_dataset : bool, default False
+            Return a FileDataset of the Parquet files instead of a TabularDataset.
+
+        Returns
+        -------
+        TabularDataset or FileDataset
+            Its ``partition_keys`` are ``partition_keys``; a step with the same
+            ``partition_keys`` gets one mini-batch per folder.
+
+        Examples
+        --------
+        >>> parts = ds.partition_by(["Store", "Brand"], (datastore, "by_key"))  # doctest: +SKIP
+        >>> parts.partition_keys                                               # doctest: +SKIP
+        ['Store', 'Brand']
+        """
+        return partition_by(
+            self, partition_keys, target, name, show_progress, partition_as_file_dataset
+        )
 
     def to_pandas_dataframe(self) -> pd.DataFrame:
         """Load the whole table (with take, skip and sample applied)."""

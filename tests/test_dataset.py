@@ -262,3 +262,87 @@ def test_consumption_configs(images):
     mount = dataset.as_mount("/mnt/pics")
     assert (mount.name, mount.mode, mount.path_on_compute) == ("dataset", "mount", "/mnt/pics")
     assert dataset.as_download().mode == "download"
+
+
+# -- partition_by ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sales(ws, tmp_path: Path) -> TabularDataset:
+    frame = pd.DataFrame(
+        {
+            "Week": ["w1", "w2", "w1", "w2", "w1"],
+            "Store": [2, 2, 5, 5, 2],
+            "Brand": ["tropicana", "tropicana", "dominicks", "minute.maid", "dominicks"],
+            "INCOME": [10.5, 10.5, 11.25, 11.25, 10.5],
+        }
+    )
+    frame.to_csv(tmp_path / "oj.csv", index=False)
+    datastore = ws.get_default_datastore()
+    datastore.upload_files([tmp_path / "oj.csv"], tmp_path, "oj", show_progress=False)
+    return Dataset.Tabular.from_delimited_files(path=(datastore, "oj/*.csv"))
+
+
+def test_partition_by_writes_a_partitioned_copy(ws, sales, capsys):
+    datastore = ws.get_default_datastore()
+    parts = sales.partition_by(partition_keys=["Store", "Brand"], target=(datastore, "by_key"))
+    assert "Wrote 5 rows in 4 partitions" in capsys.readouterr().out
+    assert parts.partition_keys == ["Store", "Brand"]
+    assert isinstance(parts, TabularDataset) and parts.name is None
+    # A new GUID folder under the target, one folder per key value, Parquet inside.
+    files = [os.path.relpath(f, datastore.local_path("by_key")) for f in parts.files]
+    assert len({f.split(os.sep)[0] for f in files}) == 1
+    assert sorted(f.split(os.sep, 1)[1] for f in files) == [
+        "2/dominicks/part-00000.parquet",
+        "2/tropicana/part-00000.parquet",
+        "5/dominicks/part-00000.parquet",
+        "5/minute.maid/part-00000.parquet",
+    ]
+    frame = parts.to_pandas_dataframe()
+    # As Azure's: the key columns come back from the paths, as strings, after the others.
+    assert list(frame.columns) == ["Week", "INCOME", "Store", "Brand"]
+    original = sales.to_pandas_dataframe().astype({"Store": str})[list(frame.columns)]
+    by = ["Store", "Brand", "Week"]
+    pd.testing.assert_frame_equal(
+        frame.sort_values(by).reset_index(drop=True),
+        original.sort_values(by).reset_index(drop=True),
+    )
+    again = sales.partition_by(["Store"], (datastore, "by_key"), show_progress=False)
+    assert set(again.files).isdisjoint(parts.files)
+
+
+def test_partition_by_registers_and_gives_file_datasets(ws, sales, capsys):
+    target = ws.get_default_datastore().path("parts")
+    registered = sales.partition_by(["Brand"], target, name="oj_parts", show_progress=False)
+    assert capsys.readouterr().out == ""
+    assert (registered.name, registered.version) == ("oj_parts", 1)
+    assert Dataset.get_by_name(ws, "oj_parts").partition_keys == ["Brand"]
+    assert sales.partition_by(["Brand"], target, name="oj_parts").version == 2
+    files = sales.partition_by(["Brand"], target, partition_as_file_dataset=True)
+    assert isinstance(files, FileDataset) and files.partition_keys == ["Brand"]
+    assert len(list(files.iter_files())) == 3
+
+
+@pytest.mark.parametrize(
+    ("keys", "target", "message"),
+    [
+        ("Store", None, "partition_keys must be a non-empty list of column names; got 'Store'"),
+        ([], None, "partition_keys must be a non-empty list"),
+        (["Region"], None, r"columns \['Region'\] that the dataset does not have"),
+        (["Store"], "some/folder", "target must be a DataPath or a \\(Datastore, "),
+    ],
+)
+def test_partition_by_errors(ws, sales, keys, target, message):
+    target = target or (ws.get_default_datastore(), "parts")
+    with pytest.raises(ValueError, match=message):
+        sales.partition_by(keys, target)
+
+
+def test_partition_by_refuses_values_that_cannot_name_folders(ws, tmp_path):
+    target = (ws.get_default_datastore(), "parts")
+    (tmp_path / "a.csv").write_text("key,value\na/b,1\n")
+    with pytest.raises(ValueError, match="column 'key' has the value 'a/b', which cannot name"):
+        Dataset.Tabular.from_delimited_files(str(tmp_path / "a.csv")).partition_by(["key"], target)
+    (tmp_path / "a.csv").write_text("key,value\n,1\nx,2\n")
+    with pytest.raises(ValueError, match="column 'key' has missing values"):
+        Dataset.Tabular.from_delimited_files(str(tmp_path / "a.csv")).partition_by(["key"], target)
