@@ -106,27 +106,28 @@ function workersTable(step, final) {
   return h("table", { class: "prd-workers" }, h("thead", {}, head), h("tbody", {}, ...rows));
 }
 
-function errorsList(step) {
-  if (!step.errors.length) return null;
-  const items = step.errors.map((e) => {
-    const trace = h("pre", { class: "prd-traceback", text: e.traceback || "(no traceback)" });
+function errorsList(found) {
+  if (!found || !found.groups.length) return null;
+  const items = found.groups.map((g) => {
+    const trace = h("pre", { class: "prd-traceback", text: g.traceback || "(no traceback)" });
     trace.hidden = true;
+    const where = g.latest.map((e) => `mini-batch ${e.mb_id ?? "-"} try ${e.try} on ${e.worker}: ${e.item}`);
     const summary = h("div", {
       class: "prd-error-summary",
-      text: `mini-batch ${e.mb_id ?? "-"} try ${e.try} on ${e.worker}: ${e.item} — ${e.exception}`,
+      text: `${g.count}× ${g.exception} — ${where.join("; ")}`,
       onclick: () => { trace.hidden = !trace.hidden; },
     });
     return h("li", { class: "prd-error" }, summary, trace);
   });
   return h("details", { class: "prd-errors", open: "" },
-    h("summary", { text: `Errors (${step.errors.length})` }), h("ul", {}, ...items));
+    h("summary", { text: `Errors (${found.groups_total} kinds)` }), h("ul", {}, ...items));
 }
 
 function preview(step) {
   if (!step.preview || !step.preview.length) return null;
   return h("details", { class: "prd-preview", open: "" },
-    h("summary", { text: `Latest output rows (${baseName(step.output_file)})`,
-      title: step.output_file }),
+    h("summary", { text: `Latest output rows (${baseName(step.links.output)})`,
+      title: step.links.output }),
     h("pre", { text: step.preview.join("\n") }));
 }
 
@@ -145,7 +146,7 @@ function logs(step, model, selected) {
     step.log_text === undefined ? null : h("pre", { class: "prd-log-text", text: step.log_text }));
 }
 
-function stepView(step, model, selected, openDetails, final) {
+function stepView(step, model, selected, openDetails, final, found) {
   const view = h("div", { class: "prd-step", "data-step": step.name },
     h("div", { class: "prd-step-head" },
       h("strong", { text: step.name }),
@@ -153,7 +154,7 @@ function stepView(step, model, selected, openDetails, final) {
       h("span", { text: duration(step.elapsed) })),
     progressBar(step), counters(step),
     step.error ? h("div", { class: "prd-step-error", text: step.error }) : null,
-    workersTable(step, final), errorsList(step), preview(step), logs(step, model, selected));
+    workersTable(step, final), errorsList(found), preview(step), logs(step, model, selected));
   // Keep open/closed sections and shown tracebacks as the user left them across re-renders.
   view.querySelectorAll("details").forEach((d, i) => {
     const key = `${step.name}:${i}`;
@@ -182,15 +183,17 @@ function render({ model, el }) {
       chart(state.history),
       state.steps.length > 1 ? stepsTable(state.steps) : null,
       ...state.steps.map((step) =>
-        stepView(step, model, state.selected_log, openDetails, state.final)),
+        stepView(step, model, state.selected_log, openDetails, state.final,
+          (model.get("errors") || {})[step.id])),
     ].filter(Boolean));
     root.querySelectorAll(".prd-traceback").forEach((t) => {
       if (shownTraces.has(t.previousSibling.textContent)) t.hidden = false;
     });
   };
   model.on("change:state", draw);
+  model.on("change:errors", draw);
   draw();
-  return () => model.off("change:state", draw);
+  return () => { model.off("change:state", draw); model.off("change:errors", draw); };
 }
 
 export default { render };

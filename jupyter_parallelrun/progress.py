@@ -1,33 +1,123 @@
-"""The numbers of a run, read from the run store, and their text rendering.
+"""The one read-only watcher of a run, and the text rendering of what it sees.
 
-``run_state`` is the one summary every view uses: ``wait_for_completion(show_output=True)``,
-the command line, and the RunDetails widget (which renders the same numbers as HTML).
+``RunWatcher`` reads a run's numbers from the run store and nothing else; every view renders
+what it returns (Dask's progress bar design: one source, several renderings):
+``wait_for_completion(show_output=True)``, the command line, the RunDetails widget and the
+text fallback of the widget. The watcher never writes: a run whose runner process died is
+shown as ``Failed`` (``lost_runner``) from what the store and the process table say, and the
+API that owns the run records it (``Run.get_state``).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from .datastore import Datastore
 from .store import FINAL_STATUSES, RunStore
 
+#: How the views colour a status: one tone per kind of outcome, so "Completed with failed
+#: items" does not look like a clean "Completed".
+TONES = {
+    "NotStarted": "neutral",
+    "Running": "running",
+    "Completed": "ok",
+    "Failed": "error",
+    "Canceled": "canceled",
+}
 
-def _step_numbers(run: dict[str, Any], store: RunStore) -> dict[str, Any]:
+
+def runner_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie (read-only).
+
+    Only read: ``/proc/<pid>/stat``, or the kernel's answer to signal 0 where there is no /proc.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def lost_runner_error(pid: int) -> str:
+    """The error of a run whose runner ended without finishing it (as ``get_state`` records)."""
+    return f"the runner process (pid {pid}) ended without finishing the run"
+
+
+def _lost_runner(store: RunStore, run: dict[str, Any]) -> str | None:
+    """The error to show when the pipeline run ``run`` is not final but its runner is gone.
+
+    ``resume`` clears ``runner_pid`` while it starts the new runner, so the old runner's pid
+    never reads as this run's lost runner.
+    """
+    pid = run["runner_pid"]
+    if run["status"] in FINAL_STATUSES or not pid or runner_alive(pid):
+        return None
+    if store.get_run(run["id"])["status"] in FINAL_STATUSES:  # it finished as we looked
+        return None
+    return lost_runner_error(pid)
+
+
+def headline(step: dict[str, Any]) -> str:
+    """The status as a sentence: ``Completed with 11 failed items``, ``Failed (lost runner)``."""
+    status = step["status"]
+    if step.get("lost_runner"):
+        return "Failed (lost runner)"
+    if step.get("reused_run"):
+        return f"Reused the outputs of run {step['reused_run']}"
+    if status == "Completed" and step.get("items_failed"):
+        return f"Completed with {step['items_failed']} failed items"
+    if status == "Running" and step.get("cancel_requested"):
+        return "Running (cancel requested)"
+    return status
+
+
+def tone(step: dict[str, Any]) -> str:
+    """``ok``, ``warn``, ``error``, ``running``, ``canceled`` or ``neutral``."""
+    if step["status"] == "Completed" and step.get("items_failed"):
+        return "warn"
+    return TONES.get(step["status"], "neutral")
+
+
+def _step_numbers(run: dict[str, Any], store: RunStore, lost: str | None) -> dict[str, Any]:
     workers = store.workers(run["id"])
-    started, ended = run["started"], run["ended"]
+    status, error, ended = run["status"], run["error"], run["ended"]
+    if lost and status not in FINAL_STATUSES:
+        status, error = "Failed", lost
+        ended = max([w["heartbeat"] or 0 for w in workers] + [run["started"] or 0]) or None
+    started = run["started"]
     elapsed = ((ended or time.time()) - started) if started else 0.0
+    reused_run = None
+    if run["reused_from"]:
+        earlier = store.get_run(run["reused_from"])
+        reused_run = (earlier or {}).get("parent_id") or run["reused_from"]
     done_items = run["items_done"] + run["items_failed"]
     mb_finished = run["mb_done"] + run["mb_failed"]
     throughput = done_items / elapsed if elapsed > 0 and not run["reused_from"] else 0.0
     eta = None
-    if run["status"] == "Running" and run["mb_total"] and mb_finished and elapsed > 0:
+    if status == "Running" and run["mb_total"] and mb_finished and elapsed > 0:
         eta = elapsed * (run["mb_total"] - mb_finished) / mb_finished
-    return {
+    step = {
         "id": run["id"],
         "name": run["name"],
-        "status": run["status"],
-        "error": run["error"],
+        "status": status,
+        "error": error,
+        "lost_runner": bool(lost) and run["status"] not in FINAL_STATUSES,
+        "cancel_requested": bool(run["cancel_requested"]),
         "reused_from": run["reused_from"],
+        "reused_run": reused_run,
+        "started": started,
+        "ended": ended,
         "elapsed": elapsed,
         "items_total": run["items_total"],
         "items_done": run["items_done"],
@@ -37,36 +127,114 @@ def _step_numbers(run: dict[str, Any], store: RunStore) -> dict[str, Any]:
         "mb_failed": run["mb_failed"],
         "retries": run["retries"],
         # preserve_order: finished, but not written until the mini-batches before them are
-        "mb_held": run["mb_held"] if run["status"] == "Running" else 0,
+        "mb_held": run["mb_held"] if status == "Running" else 0,
         "throughput": throughput,
         "eta": eta,
         "nodes": len({w["node_id"] for w in workers}),
         "hosts": sorted({w["host"] for w in workers if w.get("host")}),
         "processes": len(workers),
-        "workers": workers,
+        # A stopped run leaves no process busy: "mini-batch 7" on a canceled run is stale.
+        "workers": [{**w, "current_mb": None} if status in FINAL_STATUSES else w for w in workers],
     }
+    step["headline"], step["tone"] = headline(step), tone(step)
+    return step
 
 
 def run_state(store: RunStore, run_id: str) -> dict[str, Any]:
-    """Status, timing and counters of a run and of each of its steps."""
+    """Status, timing and counters of a run and of each of its steps, read-only.
+
+    A Running run whose runner process is gone reads as ``Failed`` with ``lost_runner`` set
+    (and ``final``), although the store still says Running until the API records it.
+    """
     run = store.get_run(run_id)
     if run is None:
         raise KeyError(f"run_id={run_id!r}: no such run in this workspace")
+    top = store.get_run(run["parent_id"]) if run["parent_id"] else run
+    lost = _lost_runner(store, top) if top else None
     if run["kind"] == "step":
-        steps = [_step_numbers(run, store)]
+        steps = [_step_numbers(run, store, lost)]
     else:
-        steps = [_step_numbers(step, store) for step in store.list_runs(parent_id=run_id)]
+        steps = [_step_numbers(step, store, lost) for step in store.list_runs(parent_id=run_id)]
+    status, error, ended = run["status"], run["error"], run["ended"]
+    if lost and status not in FINAL_STATUSES:
+        status, error = "Failed", lost
+        ended = max([s["ended"] or 0 for s in steps] + [run["started"] or 0]) or None
     started = run["started"] or run["created"]
-    return {
+    state = {
         "id": run["id"],
         "experiment": run["experiment"],
         "kind": run["kind"],
-        "status": run["status"],
-        "error": run["error"],
-        "final": run["status"] in FINAL_STATUSES,
-        "elapsed": ((run["ended"] or time.time()) - started) if run["started"] else 0.0,
+        "status": status,
+        "error": error,
+        "lost_runner": bool(lost) and run["status"] not in FINAL_STATUSES,
+        "cancel_requested": bool(run["cancel_requested"]),
+        "final": status in FINAL_STATUSES,
+        "started": run["started"],
+        "ended": ended,
+        "elapsed": ((ended or time.time()) - started) if run["started"] else 0.0,
+        "items_failed": sum(s["items_failed"] for s in steps),
+        "reused_run": steps[0]["reused_run"]
+        if steps and all(s["reused_run"] for s in steps)
+        else None,
         "steps": steps,
     }
+    state["headline"], state["tone"] = headline(state), tone(state)
+    return state
+
+
+class RunWatcher:
+    """A read-only watcher of one run: every view's one source of its numbers.
+
+    Parameters
+    ----------
+    store : RunStore
+        The workspace's run store.
+    run_id : str
+        A pipeline run or a step run.
+
+    Examples
+    --------
+    >>> for state in RunWatcher(ws.store, run.id).follow():             # doctest: +SKIP
+    ...     print(progress_line(state["steps"][0]))
+    """
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+
+    def state(self) -> dict[str, Any]:
+        """The run as it is now (see :func:`run_state`)."""
+        return run_state(self.store, self.run_id)
+
+    def follow(
+        self, interval: float = 1.0, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the state now and every ``interval`` seconds until it is final (that one too).
+
+        Raises TimeoutError when the run is still going after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.state()
+            yield state
+            if state["final"]:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"run {self.run_id} still {state['status']} after timeout_seconds={timeout}"
+                )
+            time.sleep(interval)
+
+
+def output_folder(workspace: Any, step_spec: dict[str, Any]) -> str | None:
+    """The local folder of a step run's output, or None when its datastore is not local."""
+    output = step_spec.get("output")
+    if not output:
+        return None
+    try:
+        store = Datastore.get(workspace, output["datastore"])
+        return str(store.local_path(output["path_on_datastore"]))
+    except (ValueError, KeyError):
+        return None
 
 
 def _duration(seconds: float | None) -> str:
@@ -79,7 +247,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_line(step: dict[str, Any]) -> str:
-    """One line: ``predict-digits Running  12/30 mini-batches (1 failed) 1200 items ...``."""
+    """One line: ``predict-digits: Running 12/30 mini-batches (1 failed), 1200 items ...``."""
     total = step["mb_total"] if step["mb_total"] is not None else "?"
     finished = step["mb_done"] + step["mb_failed"]
     line = f"{step['name']}: {step['status']} {finished}/{total} mini-batches"
@@ -90,6 +258,8 @@ def progress_line(step: dict[str, Any]) -> str:
     line += f", {step['items_done']} items done"
     if step["items_failed"]:
         line += f", {step['items_failed']} failed"
+    if step.get("reused_run"):
+        return line + f"; reused the outputs of run {step['reused_run']}"
     line += f", {step['throughput']:.1f} items/s, {_duration(step['elapsed'])} elapsed"
     if step["eta"] is not None:
         line += f", ETA {_duration(step['eta'])}"
@@ -99,7 +269,7 @@ def progress_line(step: dict[str, Any]) -> str:
 def summary_text(state: dict[str, Any]) -> str:
     """A few lines for the end of a run (or a snapshot of a running one)."""
     lines = [
-        f"Run {state['id']} ({state['experiment']}): {state['status']}"
+        f"Run {state['id']} ({state['experiment']}): {state.get('headline', state['status'])}"
         f" after {_duration(state['elapsed'])}"
     ]
     if state["error"]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment_check import warn_each_time
-from .progress import progress_line, run_state, summary_text
+from .progress import RunWatcher, progress_line, run_state, summary_text
 from .store import FINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class Run:
     def get_state(self) -> dict[str, Any]:
         """Status, timing and counters of the run and its steps (what RunDetails shows)."""
         state = run_state(self._store, self.id)
-        if not state["final"]:
+        if state["lost_runner"]:  # seen by the read-only watcher; recorded here
             from .engine.runner import fail_if_runner_died
 
             record = self._record
@@ -204,23 +204,21 @@ class Run:
         summary printed at the end. Raises ActivityFailedException when the run failed or was
         canceled and ``raise_on_error`` is true, TimeoutError past ``timeout_seconds``.
         """
-        deadline = None if timeout_seconds is None else time.time() + timeout_seconds
         last_line = ""
-        while True:
-            state = self.get_state()
-            if show_output and not state["final"]:
-                line = " | ".join(progress_line(step) for step in state["steps"])
-                if line != last_line:
-                    sys.stdout.write("\r" + line.ljust(len(last_line)))
-                    sys.stdout.flush()
-                    last_line = line
-            if state["final"]:
-                break
-            if deadline is not None and time.time() > deadline:
-                raise TimeoutError(
-                    f"run {self.id} still {state['status']} after timeout_seconds={timeout_seconds}"
-                )
-            time.sleep(0.2)
+        try:
+            for state in RunWatcher(self._store, self.id).follow(0.2, timeout_seconds):
+                if show_output and not state["final"]:
+                    line = " | ".join(progress_line(step) for step in state["steps"])
+                    if line != last_line:
+                        sys.stdout.write("\r" + line.ljust(len(last_line)))
+                        sys.stdout.flush()
+                        last_line = line
+        except TimeoutError:
+            if last_line:
+                sys.stdout.write("\n")
+            raise
+        if state["lost_runner"]:
+            state = self.get_state()  # the watcher only reads: record the lost runner
         if show_output:
             sys.stdout.write(("\n" if last_line else "") + summary_text(state) + "\n")
             sys.stdout.flush()
@@ -359,7 +357,12 @@ class PipelineRun(Run):
         for run in [record, *self._store.list_runs(parent_id=self.id)]:
             if run["status"] != "Completed":
                 self._store.update_run(
-                    run["id"], status="NotStarted", ended=None, error=None, cancel_requested=0
+                    run["id"],
+                    status="NotStarted",
+                    ended=None,
+                    error=None,
+                    cancel_requested=0,
+                    runner_pid=None,
                 )
         self._store.update_run(self.id, runner_pid=start_runner(self.experiment.workspace, self.id))
         return self

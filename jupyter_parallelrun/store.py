@@ -352,6 +352,43 @@ class RunStore:
             list(records),
         )
 
+    # -- aggregates for the views: bounded however many rows a run has ------------------------
+
+    def error_groups(self, run_id: str, groups: int, rows: int) -> tuple[int, list[dict]]:
+        """How many distinct ``exception`` texts the run has, and its ``groups`` latest ones
+        with their count, first and last time, and their ``rows`` latest errors (newest first).
+        """
+        db = self._connect()
+        (total,) = db.execute(
+            "SELECT COUNT(DISTINCT exception) FROM errors WHERE run_id=?", (run_id,)
+        ).fetchone()
+        found = db.execute(
+            "WITH g AS (SELECT exception, COUNT(*) n, MIN(time) first, MAX(time) last, "
+            "COUNT(DISTINCT mb_id) n_mb FROM errors WHERE run_id=? GROUP BY exception "
+            "ORDER BY last DESC LIMIT ?), r AS (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY "
+            "e.exception ORDER BY e.time DESC) k FROM errors e JOIN g USING (exception) "
+            "WHERE e.run_id=?) SELECT g.*, r.mb_id, r.try, r.item, r.worker, r.time, r.k, "
+            "CASE WHEN r.k=1 THEN r.traceback END traceback FROM g JOIN r USING (exception) "
+            "WHERE r.k<=? ORDER BY g.last DESC, r.k",
+            (run_id, int(groups), run_id, int(rows)),
+        )
+        return total, [dict(r) for r in found]
+
+    def mini_batch_bins(
+        self, run_id: str, t0: float, width: float, by: str = "started"
+    ) -> list[dict]:
+        """Finished mini-batches per worker and per ``width`` seconds from ``t0``, binned by
+        the time they started or (``by="ended"``) ended."""
+        column = {"started": "started", "ended": "ended"}[by]
+        found = self._connect().execute(
+            f"SELECT worker, CAST(({column} - ?) / ? AS INTEGER) bin, MIN(started) started, "
+            "MAX(ended) ended, SUM(status='done') done, SUM(status!='done') failed, "
+            "SUM(COALESCE(succeeded, 0) + COALESCE(failed, 0)) items FROM mini_batches "
+            "WHERE run_id=? AND ended IS NOT NULL GROUP BY worker, bin ORDER BY worker, bin",
+            (t0, max(width, 1e-6), run_id),
+        )
+        return [dict(r) for r in found]
+
 
 def _decode_mini_batch(row: sqlite3.Row) -> dict[str, Any]:
     record = dict(row)

@@ -1,23 +1,27 @@
 """RunDetails: the live view of a run in the notebook (anywidget), with a text fallback.
 
-The widget is a view of the run store and nothing else: a background thread reads the run's
-state about once a second while the run is active, packs it into one JSON-able dict (the
-``state`` trait) and stops when the run ends or the widget is closed. The front-end
-(``js/run_details.js``) renders that dict; whatever came from user data is set as text there.
+The widget is a rendering of :class:`~jupyter_parallelrun.progress.RunWatcher` and nothing
+else: a background thread reads the run about once a second while it is active, packs what it
+shows into two JSON-able dicts (``state``, and ``errors``, which changes rarely and is sent only
+when it does) and stops when the run ends. Everything it sends is bounded, however many
+mini-batches and errors a run has: errors come grouped, the timeline and the throughput chart
+binned. The front-end (``js/``) applies each new state to the DOM it already has.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import re
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-from .progress import run_state, summary_text
+from .progress import RunWatcher, output_folder, summary_text
 
 _HERE = Path(__file__).parent
 # The wheel ships js/ as static/; a source checkout reads js/ itself.
@@ -28,7 +32,44 @@ _ASSETS = (
 POLL_SECONDS = 1.0
 PREVIEW_ROWS = 10
 LOG_TAIL_BYTES = 64 * 1024
-MAX_ERRORS = 50
+LOG_FILES = 200
+ERROR_GROUPS = 20
+ERRORS_PER_GROUP = 10
+TRACEBACK_CHARS = 4000
+EXCEPTION_CHARS = 500
+TIMELINE_BLOCKS = 6000
+THROUGHPUT_BINS = 60
+#: The settings shown under a step's properties (the rest are in its snapshot).
+CONFIG_SHOWN = (
+    "mini_batch_size",
+    "error_threshold",
+    "allowed_failed_count",
+    "allowed_failed_percent",
+    "run_max_try",
+    "run_invocation_timeout",
+    "output_action",
+    "append_row_file_name",
+    "preserve_order",
+    "logging_level",
+)
+_IMPORT = re.compile(r"""(from\s+)["']\./([\w.]+\.js)["']""")
+
+
+def _bundle(name: str, seen: tuple[str, ...] = ()) -> str:
+    """The ES module ``js/name`` with each ``from "./x.js"`` inlined as a data: URL module.
+
+    anywidget loads ``_esm`` from a blob URL, where relative imports do not resolve; this keeps
+    js/ as several plain ES modules without a build step.
+    """
+    if name in seen:
+        raise ValueError(f"js/{name} imports itself through {' -> '.join(seen)}")
+    source = (_ASSETS / name).read_text(encoding="utf-8")
+
+    def inline(match: re.Match) -> str:
+        code = _bundle(match.group(2), (*seen, name)).encode("utf-8")
+        return f'{match.group(1)}"data:text/javascript;base64,{base64.b64encode(code).decode()}"'
+
+    return _IMPORT.sub(inline, source)
 
 
 def _tail_lines(path: Path, count: int) -> list[str]:
@@ -47,91 +88,249 @@ def _tail_lines(path: Path, count: int) -> list[str]:
     return lines[-count:]
 
 
-def widget_state(run: Any, selected_log: str = "", history: deque | None = None) -> dict:
-    """Everything the front-end shows, as one JSON-able dict."""
-    from .datastore import Datastore
+def _clip(text: str | None, limit: int, keep_end: bool = False) -> str:
+    """``text`` cut to ``limit`` characters, saying so; tracebacks keep their end (the error)."""
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    if keep_end:
+        return f"[{cut} characters cut; see the logs for all]\n" + text[-limit:]
+    return text[:limit] + f" [{cut} characters cut]"
 
-    store = run.experiment.workspace.store
-    state = run_state(store, run.id)
-    ws = run.experiment.workspace
-    for step in state["steps"]:
-        record = store.get_run(step["id"])
-        step["errors"] = [
-            {k: e[k] for k in ("mb_id", "try", "item", "worker", "exception", "traceback", "time")}
-            for e in store.errors(step["id"], limit=MAX_ERRORS)
-        ]
-        output = (record["spec"] or {}).get("output")
-        config = (record["spec"] or {}).get("config", {})
-        step["preview"] = []
-        if output and config.get("output_action") == "append_row":
-            folder = Datastore.get(ws, output["datastore"]).local_path(output["path_on_datastore"])
-            step["output_file"] = str(folder / config["append_row_file_name"])
-            step["preview"] = _tail_lines(Path(step["output_file"]), PREVIEW_ROWS)
-        logs = ws.path / "runs" / step["id"] / "logs"
-        step["logs"] = (
-            sorted(str(p.relative_to(logs)) for p in logs.rglob("*") if p.is_file())
-            if logs.exists()
-            else []
+
+def error_groups(store: Any, step_id: str) -> dict[str, Any]:
+    """The step's errors grouped by their exception text, newest group first, bounded."""
+    total, rows = store.error_groups(step_id, ERROR_GROUPS, ERRORS_PER_GROUP)
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        group = groups.setdefault(
+            row["exception"],
+            {
+                "exception": _clip(row["exception"], EXCEPTION_CHARS),
+                "count": row["n"],
+                "mini_batches": row["n_mb"],
+                "first": row["first"],
+                "last": row["last"],
+                "traceback": _clip(row["traceback"], TRACEBACK_CHARS, keep_end=True),
+                "latest": [],
+            },
         )
-        if selected_log in step["logs"]:
-            step["log_text"] = "\n".join(_tail_lines(logs / selected_log, 200))
-    if history is not None:
-        history.append((time.time(), sum(s["items_done"] for s in state["steps"])))
-        state["history"] = list(history)
+        group["latest"].append(
+            {k: row[k] for k in ("mb_id", "try", "worker", "time")}
+            | {"item": _clip(row["item"], 200)}
+        )
+    return {"groups_total": total, "groups": list(groups.values())}
+
+
+def timeline(store: Any, step: dict[str, Any], now: float) -> dict[str, Any]:
+    """One lane per worker process: its init, and its finished mini-batches binned in time."""
+    t0 = min([w["started"] for w in step["workers"] if w["started"]] + [step["started"] or now])
+    span = max((step["ended"] or now) - t0, 1e-3)
+    bins = max(20, min(150, TIMELINE_BLOCKS // max(1, len(step["workers"]))))
+    lanes = {
+        w["name"]: {
+            "name": w["name"],
+            "node": w["node_id"],
+            "state": w["state"],
+            "restarts": w["restarts"],
+            "init": None if w["started"] is None else round(w["started"] - t0, 3),
+            "blocks": [],
+            "count": 0,
+        }
+        for w in step["workers"]
+    }
+    for row in store.mini_batch_bins(step["id"], t0, span / bins):
+        lane = lanes.setdefault(
+            row["worker"],
+            {"name": row["worker"], "node": None, "state": "", "restarts": 0, "init": None},
+        )
+        lane.setdefault("blocks", []).append(
+            [round(row["started"] - t0, 3), round(row["ended"] - t0, 3), row["done"], row["failed"]]
+        )
+        lane["count"] = lane.get("count", 0) + row["done"] + row["failed"]
+    return {"span": span, "lanes": list(lanes.values())}
+
+
+def throughput(store: Any, step: dict[str, Any], t0: float, now: float) -> dict[str, Any]:
+    """Items finished per second over the step's life, from the mini-batches' end times."""
+    span = max((step["ended"] or now) - t0, 1e-3)
+    width = span / THROUGHPUT_BINS
+    items = [0] * THROUGHPUT_BINS
+    for row in store.mini_batch_bins(step["id"], t0, width, by="ended"):
+        items[min(max(row["bin"], 0), THROUGHPUT_BINS - 1)] += row["items"]
+    return {"span": span, "width": width, "rates": [round(n / width, 3) for n in items]}
+
+
+def _step_view(ws: Any, step: dict[str, Any], selected_log: str, now: float) -> dict[str, Any]:
+    store = ws.store
+    spec = store.get_run(step["id"])["spec"] or {}
+    config = spec.get("config", {})
+    view = dict(step)
+    view["workers"] = [
+        {k: w[k] for k in w if k not in ("run_id", "error")} | {"error": _clip(w["error"], 300)}
+        for w in step["workers"]
+    ]
+    folder = output_folder(ws, spec)
+    output_file = None
+    if folder and config.get("output_action") == "append_row":
+        output_file = str(Path(folder) / config["append_row_file_name"])
+    view["preview"] = _tail_lines(Path(output_file), PREVIEW_ROWS) if output_file else []
+    logs = ws.path / "runs" / step["id"] / "logs"
+    names = (
+        sorted(str(p.relative_to(logs)) for p in logs.rglob("*") if p.is_file())
+        if logs.exists()
+        else []
+    )
+    view["logs"] = names[:LOG_FILES]
+    if selected_log in names:
+        view["log_text"] = "\n".join(_tail_lines(logs / selected_log, 200))
+    view["links"] = {
+        "output": output_file or folder,
+        "snapshot": spec.get("snapshot"),
+        "logs": str(logs),
+    }
+    dataset = (spec.get("input") or {}).get("dataset") or {}
+    view["properties"] = {
+        "entry_script": config.get("entry_script"),
+        "source_directory": config.get("source_directory"),
+        "compute_target": config.get("compute_target") or "local",
+        "nodes_processes": f"{config.get('node_count', 1)} node(s) × "
+        f"{config.get('process_count_per_node', 1)} process(es)",
+        "input": ", ".join(s.get("path", "") for s in dataset.get("sources", []))[:300],
+        "arguments": " ".join(map(str, spec.get("arguments", [])))[:300],
+        "config": {k: config.get(k) for k in CONFIG_SHOWN if config.get(k) is not None},
+    }
+    view["warnings"] = [_clip(str(w), 500) for w in spec.get("warnings", [])][:20]
+    view["timeline"] = timeline(store, step, now)
+    t0 = step["started"] or now
+    view["throughput_chart"] = throughput(store, step, t0, now)
+    return view
+
+
+def widget_state(run: Any, selected_log: str = "") -> tuple[dict, dict]:
+    """What the front-end shows: ``(state, errors)``, both JSON-able and bounded in size."""
+    ws = run.experiment.workspace
+    state = RunWatcher(ws.store, run.id).state()
+    now = time.time()
+    record = ws.store.get_run(run.id)
+    pipeline = ws.store.get_run(record["parent_id"]) if record["parent_id"] else record
+    state["steps"] = [_step_view(ws, step, selected_log, now) for step in state["steps"]]
+    state["parameters"] = {
+        k: str(v)[:200] for k, v in (pipeline["spec"] or {}).get("parameters", {}).items()
+    }
+    state["tags"] = pipeline["tags"] or {}
+    state["can_cancel"] = not state["final"] and not state["cancel_requested"]
+    state["can_resume"] = state["status"] in ("Failed", "Canceled")
     state["selected_log"] = selected_log
-    return state
+    errors = {step["id"]: error_groups(ws.store, step["id"]) for step in state["steps"]}
+    return state, errors
 
 
 class RunDetails(anywidget.AnyWidget):
-    """Live status, progress, workers, errors, output preview and logs of a run.
+    """Live status, progress, timeline, workers, errors, properties and logs of a run.
 
     Parameters
     ----------
     run_instance : Run
         A PipelineRun or StepRun (``Run.get(ws, run_id)`` finds one from any kernel).
 
+    Notes
+    -----
+    Where there is no widget front-end (a terminal, nbconvert, a notebook reopened without its
+    widget state) the run shows as text. That text is the run's state when it is displayed,
+    and the displayed output is replaced with the final state once the run ends, so a notebook
+    saved afterwards holds it. JupyterLab also keeps the widget itself, with its final state,
+    when *Settings > Save Widget State Automatically* is on.
+
     Examples
     --------
     >>> RunDetails(run).show()                                           # doctest: +SKIP
     """
 
-    _esm = _ASSETS / "run_details.js"
+    _esm = _bundle("run_details.js")
     _css = _ASSETS / "run_details.css"
     state = traitlets.Dict().tag(sync=True)
+    errors = traitlets.Dict().tag(sync=True)
     selected_log = traitlets.Unicode("").tag(sync=True)
+    #: The outcome of the last Cancel or Resume pressed in this view.
+    notice = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, run_instance: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.run_instance = run_instance
-        self._history: deque = deque(maxlen=120)
         self._closed = threading.Event()
-        self.state = widget_state(run_instance, history=self._history)
+        self._lock = threading.Lock()
+        self._displays: list[Any] = []
         self._poller: threading.Thread | None = None
-        if not self.state["final"]:
-            self._poller = threading.Thread(target=self._poll, daemon=True)
-            self._poller.start()
+        self._refresh()
+        self.on_msg(self._on_action)
+        self._follow()
 
     @property
     def polling(self) -> bool:
         """Whether the background thread is still following the run."""
         return self._poller is not None and self._poller.is_alive()
 
+    def _refresh(self) -> dict:
+        with self._lock:
+            state, errors = widget_state(self.run_instance, self.selected_log)
+            self.state = state
+            self.errors = errors
+        return state
+
+    def _follow(self) -> None:
+        if not self.state["final"] and not self.polling:
+            self._poller = threading.Thread(target=self._poll, daemon=True)
+            self._poller.start()
+
     def _poll(self) -> None:
         while not self._closed.wait(POLL_SECONDS):
-            state = widget_state(self.run_instance, self.selected_log, self._history)
-            self.state = state
-            if state["final"]:
+            if self._refresh()["final"]:
+                self._show_final()
                 return
+
+    def _show_final(self) -> None:
+        """Put the final state into the outputs that show this widget (for saved notebooks)."""
+        from IPython.display import update_display
+
+        for display_id in self._displays:
+            update_display(self._repr_mimebundle_()[0], raw=True, display_id=display_id)
 
     @traitlets.observe("selected_log")
     def _log_selected(self, change: dict) -> None:
-        self.state = widget_state(self.run_instance, change["new"], self._history)
+        self._refresh()
+
+    def _on_action(self, _widget: Any, content: dict, _buffers: Any) -> None:
+        action = content.get("action")
+        run = self.run_instance
+        try:
+            if action == "cancel":
+                run.cancel()
+                self.notice = "Cancel requested: workers stop after their current mini-batch."
+            elif action == "resume":
+                parent = run._record["parent_id"]
+                pipeline = run.get(run.experiment.workspace, parent) if parent else run
+                pipeline.resume()
+                self.notice = "Resumed: committed mini-batches are kept and not run again."
+            else:
+                return
+        except (ValueError, RuntimeError, OSError) as error:
+            self.notice = f"{action} failed: {error}"
+        self._refresh()
+        self._follow()
 
     def show(self) -> None:
         """Display the widget in the notebook (text where there is no widget front-end)."""
+        self._ipython_display_()
+
+    def _ipython_display_(self) -> None:
+        # Displayed with an id, so the output can be brought up to date when the run ends.
         from IPython.display import display
 
-        display(self)
+        display_id = f"run-details-{self.model_id}-{len(self._displays)}"
+        self._displays.append(display_id)
+        display(self._repr_mimebundle_()[0], raw=True, display_id=display_id)
 
     def close(self) -> None:
         self._closed.set()
@@ -139,11 +338,9 @@ class RunDetails(anywidget.AnyWidget):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
-        text = summary_text(
-            run_state(self.run_instance.experiment.workspace.store, self.run_instance.id)
-        )
-        if isinstance(bundle, tuple):
-            bundle[0]["text/plain"] = text
-        elif isinstance(bundle, dict):
-            bundle["text/plain"] = text
+        state = RunWatcher(self.run_instance.experiment.workspace.store, self.run_instance.id)
+        text = summary_text(state.state())
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = text
+        data["text/html"] = f"<pre>{html.escape(text)}</pre>"
         return bundle

@@ -45,10 +45,10 @@ def test_state_of_a_running_then_finished_run(ws, write_script, files):
     (step,) = state["steps"]
     assert (step["items_done"], step["items_failed"], step["mb_total"]) == (11, 1, 12)
     assert [w["name"] for w in step["workers"]] == ["process000", "process001"]
-    (error,) = step["errors"]
-    assert (
-        error["exception"] == "ValueError: bad <b>input</b>" and "Traceback" in error["traceback"]
-    )
+    assert step["headline"] == "Completed with 1 failed items" and step["tone"] == "warn"
+    (group,) = widget.errors[step["id"]]["groups"]
+    assert group["exception"] == "ValueError: bad <b>input</b>" and group["count"] == 1
+    assert "Traceback" in group["traceback"] and group["latest"][0]["mb_id"] == 4
     assert len(step["preview"]) == 10 and step["preview"][0].endswith(" ok")
     assert "job_result.txt" in step["logs"]
     widget.selected_log = "job_result.txt"
@@ -79,7 +79,8 @@ def test_state_of_a_failed_run_names_the_budget(ws, write_script, files):
     assert "allowed_failed_count=0 exceeded: 1 mini-batches failed" in state["error"]
     (step,) = state["steps"]
     assert step["status"] == "Failed" and step["mb_failed"] == 1
-    assert step["errors"][0]["exception"] == "ValueError: bad <b>input</b>"
+    (group,) = RunDetails(run).errors[step["id"]]["groups"]
+    assert group["exception"] == "ValueError: bad <b>input</b>"
 
 
 def test_state_of_a_pipeline_has_a_row_per_step(ws, write_script, files):

@@ -213,6 +213,9 @@ def page():
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Shown with a failing test's output: the widget's own errors land in the console.
+            page.on("console", lambda message: print(f"console {message.type}: {message.text}"))
+            page.on("pageerror", lambda error: print(f"page error: {error}"))
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
             yield page

@@ -1,0 +1,210 @@
+"""The watcher every view reads, and the widget's state on real runs: truthful status, a lost
+runner seen without writing, reuse, grouped errors, the timeline and a bounded poll."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from conftest import ECHO_SCRIPT, file_dataset, submit_step
+
+from jupyter_parallelrun import ActivityFailedException, RunDetails
+from jupyter_parallelrun.progress import RunWatcher, summary_text
+from jupyter_parallelrun.widget import widget_state
+
+SLOW = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(0.3)
+    if any("item_002" in p or "item_005" in p for p in mini_batch):
+        raise KeyError("missing column")
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def _wait_for(condition, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_lost_runner_is_seen_without_writing(ws, write_script, files):
+    run = submit_step(ws, write_script(SLOW), file_dataset(files(30)), mini_batch_size=1)
+    watcher = RunWatcher(ws.store, run.id)
+    _wait_for(lambda: watcher.state()["steps"][0]["mb_done"] >= 1)
+    os.kill(ws.store.get_run(run.id)["runner_pid"], signal.SIGKILL)
+    _wait_for(lambda: watcher.state()["final"], timeout=10)
+    state = watcher.state()
+    assert state["status"] == "Failed" and state["lost_runner"]
+    assert state["headline"] == "Failed (lost runner)"
+    assert "ended without finishing the run" in state["error"]
+    assert state["steps"][0]["headline"] == "Failed (lost runner)"
+    # The watcher only read: the store still says Running until the API records it.
+    assert ws.store.get_run(run.id)["status"] == "Running"
+    with pytest.raises(ActivityFailedException, match="runner process .* ended"):
+        run.wait_for_completion(timeout_seconds=30)
+    assert ws.store.get_run(run.id)["status"] == "Failed"
+
+
+def test_status_headlines_failed_items_and_reuse(ws, write_script, files):
+    source, inputs = write_script(SLOW), file_dataset(files(6))
+    reuse = {"step_kwargs": {"allow_reuse": True}, "mini_batch_size": 1}
+    first = submit_step(ws, source, inputs, **reuse)
+    first.wait_for_completion()
+    state = RunWatcher(ws.store, first.id).state()
+    assert state["headline"] == "Completed with 2 failed items" and state["tone"] == "warn"
+    assert summary_text(state).startswith(f"Run {first.id} (tests): Completed with 2 failed items")
+
+    second = submit_step(ws, source, inputs, **reuse)
+    second.wait_for_completion()
+    state = RunWatcher(ws.store, second.id).state()
+    assert state["headline"] == f"Reused the outputs of run {first.id}"
+    (step,) = state["steps"]
+    assert step["headline"] == f"Reused the outputs of run {first.id}"
+    assert f"reused the outputs of run {first.id}" in summary_text(state)
+
+
+def test_errors_group_by_exception_and_the_timeline_counts_each_process(ws, write_script, files):
+    run = submit_step(ws, write_script(SLOW), file_dataset(files(10)), mini_batch_size=1)
+    run.wait_for_completion()
+    state, errors = widget_state(run)
+    (step,) = state["steps"]
+    (group,) = errors[step["id"]]["groups"]
+    assert group["exception"] == "KeyError: 'missing column'"
+    # Three tries of each of two mini-batches.
+    assert (group["count"], group["mini_batches"]) == (6, 2)
+    assert group["first"] <= group["last"] and "Traceback" in group["traceback"]
+    assert sorted(e["mb_id"] for e in group["latest"]) == [2, 2, 2, 5, 5, 5]
+    assert "item_002.txt" in " ".join(e["item"] for e in group["latest"])
+
+    lanes = {lane["name"]: lane for lane in step["timeline"]["lanes"]}
+    per_worker: dict[str, int] = {}
+    for mb in ws.store.mini_batches(step["id"]):
+        per_worker[mb["worker"]] = per_worker.get(mb["worker"], 0) + 1
+    assert sorted(lanes) == ["process000", "process001"]
+    assert {name: lane["count"] for name, lane in lanes.items()} == per_worker
+    assert sum(len(lane["blocks"]) for lane in lanes.values()) >= 2
+    rates = step["throughput_chart"]["rates"]
+    assert sum(rates) * step["throughput_chart"]["width"] == pytest.approx(10, rel=0.01)
+    assert step["properties"]["entry_script"] == "score.py"
+    assert step["properties"]["nodes_processes"] == "1 node(s) × 2 process(es)"
+    assert step["links"]["output"].endswith("parallel_run_step.txt")
+    assert state["can_resume"] is False and state["can_cancel"] is False
+
+
+def test_the_text_fallback_shows_the_state_at_display_time(ws, write_script, files):
+    run = submit_step(ws, write_script(ECHO_SCRIPT), file_dataset(files(3)))
+    run.wait_for_completion()
+    bundle = RunDetails(run)._repr_mimebundle_()[0]
+    assert f"Run {run.id} (tests): Completed after" in bundle["text/plain"]
+    assert "score-step: Completed 1/1 mini-batches, 3 items done" in bundle["text/plain"]
+    assert bundle["text/html"].startswith("<pre>Run ")
+
+
+def _synthetic_run(ws, errors: int, mini_batches: int, workers: int = 8) -> str:
+    """A step run in the real store with many rows, as a big run leaves them."""
+    t0 = time.time() - 3600
+    run_id, step_id = "big_run", "big_step"
+    store = ws.store
+    store.create_run(id=run_id, experiment="big", kind="pipeline", status="Running", started=t0)
+    store.create_run(
+        id=step_id,
+        parent_id=run_id,
+        experiment="big",
+        name="score",
+        kind="step",
+        status="Running",
+        started=t0,
+        mb_total=mini_batches * 2,
+        spec={"config": {"entry_script": "score.py"}, "warnings": []},
+    )
+    with store.transaction() as db:
+        store.upsert_mini_batches(
+            db,
+            (
+                dict(
+                    run_id=step_id,
+                    mb_id=i,
+                    spec={"kind": "files", "paths": [f"/data/{i}.txt"]},
+                    n_items=10,
+                    status="failed" if i % 10 == 0 else "done",
+                    tries=1,
+                    worker=f"process{i % workers:03d}",
+                    started=t0 + i * 0.03,
+                    ended=t0 + i * 0.03 + 0.02,
+                    succeeded=10,
+                    failed=0,
+                    error=None,
+                    output_end=i,
+                )
+                for i in range(mini_batches)
+            ),
+        )
+        store.add_errors(
+            db,
+            (
+                dict(
+                    run_id=step_id,
+                    mb_id=i * 10,
+                    item=f"1 file: {i}.txt",
+                    worker="process000",
+                    exception=f"ValueError: bad value {i % 50} " + "x" * 200,
+                    traceback="Traceback (most recent call last):\n" + "  frame\n" * 2000,
+                    time=t0 + i * 0.3,
+                    pid=1,
+                    exit_code=None,
+                )
+                | {"try": 1}
+                for i in range(errors)
+            ),
+        )
+        store.upsert_workers(
+            db,
+            (
+                dict(
+                    run_id=step_id,
+                    name=f"process{w:03d}",
+                    node_id=0,
+                    pid=None,
+                    state="busy",
+                    current_mb=None,
+                    done=0,
+                    failed=0,
+                    retries=0,
+                    restarts=0,
+                    heartbeat=time.time(),
+                    rss=1 << 28,
+                    cpu=12.5,
+                    started=t0,
+                    ended=None,
+                    exit_code=None,
+                    error=None,
+                    host=None,
+                )
+                for w in range(workers)
+            ),
+        )
+    return run_id
+
+
+def test_the_state_sent_per_poll_is_bounded(ws):
+    from jupyter_parallelrun import Run
+
+    run = Run.get(ws, _synthetic_run(ws, errors=10_000, mini_batches=100_000))
+    state, errors = widget_state(run)
+    size = len(json.dumps(state)) + len(json.dumps(errors))
+    assert size < 200_000, size
+    (step,) = state["steps"]
+    assert sum(lane["count"] for lane in step["timeline"]["lanes"]) == 100_000
+    groups = errors[step["id"]]
+    assert groups["groups_total"] == 50 and len(groups["groups"]) == 20
+    assert sum(g["count"] for g in groups["groups"]) == 20 * 200
+    assert all(g["traceback"].startswith("[") for g in groups["groups"])
