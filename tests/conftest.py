@@ -239,3 +239,27 @@ def assert_guarantee(
         metrics["mini_batches_failed"],
     ) == (len(done), len(failed), n_done, len(batches) - n_done), metrics
     return Outcome(record["status"], rows, done, failed, batches, errors)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """Azurite, the Azure Storage emulator, on a free port of 127.0.0.1 for the whole session
+    (``npm install -g azurite``; .ci/run installs it). Stopped at the end."""
+    from jupyter_parallelrun.demo.azurite import Azurite
+
+    emulator = Azurite(tmp_path_factory.mktemp("azurite"))
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def container(azurite, request) -> str:
+    """A new, empty container in Azurite, named after the test."""
+    name = "t" + "".join(ch for ch in request.node.name.lower() if ch.isalnum())[-40:]
+    name = f"{name}{len(_containers)}"
+    _containers.append(name)
+    azurite.create_container(name)
+    return name
+
+
+_containers: list[str] = []
