@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .blob_storage import check_endpoint, connection_string
 from .storage import GLOB_CHARS, filesystem, iter_local_files, sort_key
 
 if TYPE_CHECKING:
@@ -149,10 +150,13 @@ class Datastore:
     ) -> Datastore:
         """Register an Azure blob container, read through fsspec's ``az`` protocol (adlfs).
 
-        Arguments are Azure's. The credentials are kept in the workspace store, a local file.
-        ``create_if_not_exists``, ``skip_validation``, ``blob_cache_timeout``,
-        ``grant_workspace_access``, ``subscription_id`` and ``resource_group`` are recorded
-        only: nothing is contacted at registration.
+        Arguments are Azure's; ``endpoint`` is a domain suffix (``core.windows.net``) or a
+        whole URL such as the Azure Storage emulator's
+        ``http://127.0.0.1:10000/devstoreaccount1``. The credentials are kept in the workspace
+        store, a local file. Nothing is contacted at registration: ``submit()`` checks that
+        the container can be listed. ``create_if_not_exists``, ``skip_validation``,
+        ``blob_cache_timeout``, ``grant_workspace_access``, ``subscription_id`` and
+        ``resource_group`` are recorded only.
         """
         _check_name("datastore_name", datastore_name)
         _check_name("container_name", container_name)
@@ -175,6 +179,7 @@ class Datastore:
         ):
             if value is not None:
                 _check_name(parameter, value)
+        check_endpoint(protocol, endpoint)
         spec = {
             "datastore_type": "AzureBlob",
             "root": f"az://{container_name}",
@@ -208,14 +213,11 @@ class Datastore:
         """Keyword arguments for the fsspec filesystem of this datastore."""
         if self.datastore_type == "Local":
             return {}
-        options: dict[str, Any] = {"account_name": self.account_name}
-        if self.account_key:
-            options["account_key"] = self.account_key
-        if self.sas_token:
-            options["sas_token"] = self.sas_token
-        if self.endpoint:
-            options["account_host"] = f"{self.account_name}.blob.{self.endpoint}"
-        return options
+        return {
+            "connection_string": connection_string(
+                self.account_name, self.account_key, self.sas_token, self.protocol, self.endpoint
+            )
+        }
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:

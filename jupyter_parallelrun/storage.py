@@ -180,13 +180,9 @@ def filesystem(protocol: str, options: dict[str, Any], name: str) -> fsspec.Abst
     import fsspec
 
     if protocol == "az":
-        try:
-            import adlfs  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                f"datastore {name!r} is an Azure blob container, read through fsspec's 'az' "
-                "protocol, which needs the adlfs package: pip install adlfs"
-            ) from None
+        from .blob_storage import require_adlfs
+
+        require_adlfs(name)
     return fsspec.filesystem(protocol, **options)
 
 

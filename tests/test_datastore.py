@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,10 @@ def test_register_azure_blob_container_keeps_settings(ws):
         "pipelinedata",
     )
     assert again.protocol == "https" and again.endpoint == "core.windows.net"
-    assert again.storage_options["sas_token"] == "sv=secret"
+    assert again.storage_options == {
+        "connection_string": "BlobEndpoint=https://pipelinedata.blob.core.windows.net;"
+        "SharedAccessSignature=sv=secret"
+    }
     assert store.path("mnist/").to_url() == "az://sampledata/mnist/"
     assert "secret" not in repr(again)
 
@@ -99,6 +103,11 @@ def test_register_azure_blob_container_keeps_settings(ws):
         ({"account_name": "My_Account"}, "account_name must be 3-24 lowercase"),
         ({"protocol": "ftp"}, 'protocol must be None, "https" or "http"; got \'ftp\''),
         ({"datastore_name": ""}, "datastore_name must be a non-empty string"),
+        ({"endpoint": "ftp://host/acct"}, "endpoint must be a domain suffix .* or an http"),
+        (
+            {"endpoint": "http://127.0.0.1:10000/acct", "protocol": "https"},
+            "protocol='https' contradicts endpoint='http://127.0.0.1:10000/acct'",
+        ),
     ],
 )
 def test_register_azure_blob_container_validates(ws, arguments, message):
@@ -107,18 +116,35 @@ def test_register_azure_blob_container_validates(ws, arguments, message):
         Datastore.register_azure_blob_container(ws, **{**settings, **arguments})
 
 
-def test_blob_filesystem_without_adlfs_says_what_to_install(ws):
-    try:
-        import adlfs  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("adlfs is installed")
+def test_blob_filesystem_without_adlfs_says_what_to_install(ws, monkeypatch):
+    monkeypatch.setitem(sys.modules, "adlfs", None)  # import adlfs now raises ImportError
     store = Datastore.register_azure_blob_container(ws, "blob", "data", "acct")
     with pytest.raises(ImportError, match="pip install adlfs"):
         _ = store.fs
     with pytest.raises(ValueError, match="needs a Local datastore"):
         store.local_path("x")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "endpoint", "url"),
+    [
+        (None, None, "https://acct.blob.core.windows.net"),
+        ("http", "core.chinacloudapi.cn", "http://acct.blob.core.chinacloudapi.cn"),
+        (None, "http://127.0.0.1:10000", "http://127.0.0.1:10000/acct"),
+        (
+            None,
+            "http://127.0.0.1:10000/devstoreaccount1/",
+            "http://127.0.0.1:10000/devstoreaccount1",
+        ),
+    ],
+)
+def test_blob_endpoint_is_azures_suffix_or_a_url(ws, protocol, endpoint, url):
+    store = Datastore.register_azure_blob_container(
+        ws, "blob", "data", "acct", account_key="k", protocol=protocol, endpoint=endpoint
+    )
+    assert store.storage_options == {
+        "connection_string": f"BlobEndpoint={url};AccountName=acct;AccountKey=k"
+    }
 
 
 def test_upload_and_download_roundtrip(ws, tmp_path):
