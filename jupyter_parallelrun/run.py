@@ -405,14 +405,23 @@ class PortDataReference:
         self.path_on_datastore: str = output["path_on_datastore"]
 
     def download(self, local_path: str, overwrite: bool = False, show_progress: bool = True) -> str:
-        """Copy the output to ``local_path/path_on_datastore``; returns that folder."""
-        source = self.datastore.local_path(self.path_on_datastore)
+        """Copy the output to ``local_path/path_on_datastore``; returns that folder.
+
+        An output on a blob datastore is read back from the container.
+        """
         target = Path(local_path) / self.path_on_datastore
         if target.exists() and not overwrite and any(target.iterdir()):
             raise FileExistsError(
                 f"local_path={local_path!r} already holds {target}; pass overwrite=True"
             )
-        shutil.copytree(source, target, dirs_exist_ok=True)
+        if self.datastore.datastore_type != "Local":
+            prefix = self.path_on_datastore.rstrip("/") + "/"
+            self.datastore.download(local_path, prefix, overwrite=True, show_progress=show_progress)
+            target.mkdir(parents=True, exist_ok=True)
+            return str(target)
+        shutil.copytree(
+            self.datastore.local_path(self.path_on_datastore), target, dirs_exist_ok=True
+        )
         return str(target)
 
     def __repr__(self) -> str:

@@ -134,3 +134,72 @@ def test_seed_tutorial_step_by_step(tmp_path, monkeypatch, capsys):
     scored = df.merge(labels, on="file")
     assert (scored["digit"] == scored["label"]).mean() > 0.85
     assert step_run.get_metrics()["processes"] == 4
+
+
+@pytest.mark.slow
+def test_seed_tutorial_reads_its_images_from_azurite(tmp_path, monkeypatch, azurite):
+    """The tutorial's blob cells as written, with the emulator's account: the images are listed
+    and read from the container, and the run over them identifies the digits."""
+    images = make_digit_images(tmp_path / "upload" / "mnist", count=60)
+    train_digit_model(tmp_path / "models", epochs=2)
+    shutil.copytree(job.SCRIPTS_FOLDER, tmp_path / "scripts")
+    monkeypatch.chdir(tmp_path)
+    azurite.create_container("sampledata")
+
+    ws = Workspace.create("tutorial", path=tmp_path)
+    mnist_blob = Datastore.register_azure_blob_container(
+        ws,
+        datastore_name="mnist_datastore",
+        container_name="sampledata",
+        account_name=azurite.account_name,
+        account_key=azurite.account_key,
+        endpoint=azurite.endpoint,
+        overwrite=True,
+    )
+    mnist_blob.upload(tmp_path / "upload", show_progress=False)
+    path_on_datastore = mnist_blob.path("mnist/*.png")
+    input_mnist_ds = Dataset.File.from_files(path=path_on_datastore, validate=False)
+    assert len(input_mnist_ds.to_path()) == 60
+    registered = input_mnist_ds.register(ws, "mnist_sample_data", create_new_version=True)
+    param = PipelineParameter(name="mnist_param", default_value=registered)
+    input_config = DatasetConsumptionConfig("minist_param_config", param).as_mount()
+    output_dir = PipelineData(name="inferences", datastore=ws.get_default_datastore())
+    Model.register(workspace=ws, model_path="models/", model_name="mnist")
+    env = Environment(name="parallelenv")
+    env.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=["tensorflow-cpu", "pillow"]
+    )
+    config = ParallelRunConfig(
+        source_directory="scripts",
+        entry_script=job.ENTRY_SCRIPT,
+        mini_batch_size=PipelineParameter(name="batch_size_param", default_value="5"),
+        error_threshold=10,
+        output_action="append_row",
+        append_row_file_name="mnist_outputs.txt",
+        environment=env,
+        process_count_per_node=2,
+        node_count=1,
+    )
+    step = ParallelRunStep(
+        name="predict-digits-mnist",
+        parallel_run_config=config,
+        inputs=[input_config],
+        output=output_dir,
+        allow_reuse=True,
+    )
+    pipeline_run = Experiment(ws, "digit_identification").submit(
+        Pipeline(workspace=ws, steps=[step])
+    )
+    pipeline_run.wait_for_completion(show_output=False)
+
+    step_run = pipeline_run.find_step_run(step.name)[0]
+    prediction_run = step_run.get_output_data(output_dir.name)
+    prediction_run.download(local_path="mnist_results")
+    result_file = os.path.join(
+        "mnist_results", prediction_run.path_on_datastore, config.append_row_file_name
+    )
+    df = pd.read_csv(result_file, header=None, names=["file", "digit"])
+    labels = pd.read_csv(images / "labels.csv")
+    assert sorted(df["file"]) == sorted(labels["file"])
+    scored = df.merge(labels, on="file")
+    assert (scored["digit"] == scored["label"]).mean() > 0.85

@@ -154,14 +154,18 @@ def _scratch(scratch_dir: str | Path | None, why: str) -> Path:
 
 
 def _file_batches(dataset: FileDataset, size: int) -> Iterator[tuple[dict, int]]:
+    # Blob files travel with their datastores' storage options: the worker downloads them
+    # (see fetch.py) and run() gets local paths, as with Azure's mount and download modes.
+    storage = dataset._storage()
+    extra = {"storage": storage} if storage else {}
     paths: list[str] = []
     for path in dataset.iter_files():
         paths.append(path)
         if len(paths) == size:
-            yield {"kind": "files", "paths": paths}, len(paths)
+            yield {"kind": "files", "paths": paths, **extra}, len(paths)
             paths = []
     if paths:
-        yield {"kind": "files", "paths": paths}, len(paths)
+        yield {"kind": "files", "paths": paths, **extra}, len(paths)
 
 
 def _tabular_batches(dataset: TabularDataset, size: int) -> Iterator[tuple[dict, int | None]]:

@@ -111,6 +111,35 @@ def _snapshot(ws: Workspace, step_run_id: str, source_directory: str | None, scr
     return str(target)
 
 
+def check_blob_datastores(ws: Workspace, step: dict[str, Any], checked: set[str]) -> None:
+    """Check that every blob container a planned step reads or writes can be listed now, with
+    its credentials, so that a wrong key, a missing container, an unreachable account or a
+    missing adlfs is an error at submit() rather than in every worker."""
+    from ..blob_storage import check_container
+    from ..datastore import Datastore
+
+    found: dict[str, dict] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("datastore_type") == "AzureBlob":
+                found.setdefault(value["name"], value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk([step["input"], step["side_inputs"], step["arguments"]])
+    output = Datastore.get(ws, step["output"]["datastore"]).to_spec()
+    if output["datastore_type"] == "AzureBlob":
+        found.setdefault(output["name"], output)
+    for name, spec in found.items():
+        if name not in checked:
+            check_container(name, spec)
+            checked.add(name)
+
+
 def make_plan(
     ws: Workspace,
     pipeline: Pipeline,
@@ -129,6 +158,7 @@ def make_plan(
     values = resolve_parameters(pipeline, pipeline_parameters)
     producers: dict[str, str] = {}
     steps = []
+    checked: set[str] = set()
     for step in pipeline.steps:
         step_run_id = str(uuid.uuid4())
         config = step.parallel_run_config.resolved(values)
@@ -170,13 +200,15 @@ def make_plan(
                     "path_on_datastore": f"azureml/{step_run_id}/{output_name}",
                 },
                 "allow_reuse": bool(step.allow_reuse),
-                "snapshot": _snapshot(ws, step_run_id, config["source_directory"], script),
+                "snapshot": None,
                 # Environment warnings (strings): shown at submit, stored with the run
                 # (get_details()["warnings"], RunDetails) and written to logs/runner.txt.
                 "warnings": warnings,
                 "worker_variables": worker_variables(config.get("environment")),
             }
         )
+        check_blob_datastores(ws, steps[-1], checked)
+        steps[-1]["snapshot"] = _snapshot(ws, step_run_id, config["source_directory"], script)
         producers[output_name] = step_run_id
     return {
         "run_id": pipeline_run_id,

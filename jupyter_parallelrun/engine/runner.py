@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from .step_input import (
     signal_first,
     step_definition,
     step_fingerprint,
+    upload_output,
 )
 
 #: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
@@ -183,6 +185,7 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
                 return
             store.update_run(run_id, fingerprint=fingerprint)
         _execute(ws, step, steps, dataset, logs)
+        upload_output(ws, step["output"])
     except StepCanceled:
         _finish(ws, step, logs, "Canceled", "canceled on request")
     except StepFailed as error:
@@ -237,6 +240,8 @@ def _schedule(
         "entry_script": config["entry_script"],
         "arguments": [local_path(ws, a, steps) for a in step["arguments"]],
         "output_dir": str(out_dir),
+        # Blob files of the mini-batches are downloaded here by the workers (see fetch.py).
+        "cache_dir": str(ws.path / "runs" / run_id / "cache"),
         "output_action": config["output_action"],
         "logging_level": config.get("logging_level", "INFO"),
         "resource_monitor_interval": 5 if interval is None else interval,
@@ -279,6 +284,8 @@ def _schedule(
     finally:
         if writer is not None:
             writer.close()
+        # What workers killed mid-download left behind (each cleans its own otherwise).
+        shutil.rmtree(worker_spec["cache_dir"], ignore_errors=True)
     counting.join()  # a finished step shows its totals, even one too quick for the count
     reason = scheduler.budget.exceeded(
         scheduler.counters["items_failed"],

@@ -22,12 +22,46 @@ if TYPE_CHECKING:
     from ..workspace import Workspace
     from .scheduler import Scheduler
 
+#: Where outputs to blob datastores are committed, in the workspace, before they are uploaded.
+BLOB_OUTPUTS = "blob_outputs"
+
 
 def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:
-    """The local folder of a step's output on its datastore."""
+    """The local folder of a step's output: on its datastore, or for a blob datastore the
+    folder where it is committed before :func:`upload_output` copies it to the container."""
     from ..datastore import Datastore
 
-    return Datastore.get(ws, output["datastore"]).local_path(output["path_on_datastore"])
+    datastore = Datastore.get(ws, output["datastore"])
+    if datastore.datastore_type != "Local":
+        return ws.path / BLOB_OUTPUTS / datastore.name / output["path_on_datastore"]
+    return datastore.local_path(output["path_on_datastore"])
+
+
+def upload_output(ws: Workspace, output: dict[str, Any]) -> None:
+    """Copy a completed step's output to its blob datastore (nothing to do for a local one).
+
+    The rows were committed exactly once into the local folder first; a failed upload fails
+    the step and leaves them there, and uploading again overwrites the same blobs.
+    """
+    from ..datastore import Datastore
+    from ..storage import iter_local_files
+
+    datastore = Datastore.get(ws, output["datastore"])
+    if datastore.datastore_type == "Local":
+        return
+    folder = output_folder(ws, output)
+    files = list(iter_local_files(str(folder)))
+    try:
+        if files:
+            datastore.upload_files(
+                files, folder, output["path_on_datastore"], overwrite=True, show_progress=False
+            )
+    except Exception as error:  # noqa: BLE001 - whatever the storage raised, said plainly
+        raise StepFailed(
+            f"the output is committed in {folder}, but uploading it to datastore "
+            f"{datastore.name!r} ({datastore.root}/{output['path_on_datastore']}) failed: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def input_dataset(ws: Workspace, plan: dict[str, Any], steps: dict[str, dict]) -> Any:

@@ -23,6 +23,7 @@ import inspect
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -181,6 +182,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
     _redirect_output(Path(spec["log_file"]), spec.get("logging_level", "INFO"))
 
     from .. import entry_script
+    from .fetch import Inbox
     from .partition import load_mini_batch, mini_batch_context
 
     source_dir = Path(spec["source_directory"])
@@ -221,15 +223,17 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         channel.send(("beat", *resource_sample()))
 
     append_rows = spec.get("output_action", "append_row") == "append_row"
+    cache_dir = spec.get("cache_dir") or os.path.join(tempfile.gettempdir(), "parallelrun-cache")
+    inbox = Inbox(channel, os.path.join(cache_dir, f"{name}-{os.getpid()}"))
     while True:
-        message = channel.recv()
+        message, fetched = inbox.recv()
         if message[0] == "stop":
             break
         _, mb_id, mb_spec = message
         began = time.time()
         n_items = None
         try:
-            mini_batch = load_mini_batch(mb_spec)
+            mini_batch = fetched.paths() if fetched is not None else load_mini_batch(mb_spec)
             n_items = len(mini_batch)
             if wants_context:
                 context = MiniBatchContext(
@@ -244,6 +248,8 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
             payload = format_rows(result) if append_rows else b""
         except BaseException as error:  # noqa: BLE001 - a failed try, reported to the runner
             traceback.print_exc()
+            if fetched is not None:
+                fetched.discard()
             channel.send(
                 (
                     "error",
@@ -256,8 +262,11 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
                 )
             )
             continue
+        if fetched is not None:
+            fetched.discard()
         channel.send(("done", mb_id, n_items, n_ok, payload, began, time.time()))
 
+    inbox.close()
     stop.set()
     shutdown = getattr(module, "shutdown", None)
     if callable(shutdown):
@@ -275,6 +284,8 @@ def _records_in(spec: dict) -> int | None:
     for a mini-batch that failed before it was parsed (a row that does not parse): its items
     then count as failed instead of vanishing from the counts. None when they cannot be
     counted (other kinds know their count; a file gone cannot be read)."""
+    if spec.get("kind") == "files":  # blob files whose download failed
+        return len(spec["paths"])
     if spec.get("kind") not in ("delimited", "json_lines"):
         return None
     from ..storage import open_file

@@ -1,0 +1,127 @@
+"""The worker's inbox: messages from the runner, with blob files fetched ahead of ``run()``.
+
+The scheduler sends each worker a few mini-batches ahead (``scheduler.PREFETCH``); they wait
+in the worker's pipe. For a file mini-batch on a blob datastore the worker must download the
+files before ``run()`` can open them (``run()`` gets local paths, as with Azure's mount and
+download modes). The inbox takes the queued messages out of the pipe as soon as they are there
+and downloads the files of the next ``FETCH_AHEAD`` mini-batches on a background thread, so
+the bytes of the next mini-batch arrive while ``run()`` works on the current one. Local files
+need none of this and pass straight through.
+
+Each fetched mini-batch has its own folder under the worker's cache folder, removed once the
+mini-batch's result is sent: a step over a million blobs never holds more than a few
+mini-batches of them on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+#: Mini-batches whose files are downloaded ahead of the one ``run()`` works on.
+FETCH_AHEAD = 2
+
+
+class Fetched:
+    """The local paths of one mini-batch's files, downloading or downloaded."""
+
+    def __init__(self, future: Future, folder: str) -> None:
+        self.future, self.folder = future, folder
+
+    def paths(self) -> list[str]:
+        """Wait for the download; raises what the download raised."""
+        return self.future.result()
+
+    def discard(self) -> None:
+        """Remove the downloaded files (waiting for a download still running)."""
+        self.future.cancel()
+        if not self.future.cancelled():
+            self.future.exception()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Inbox:
+    """Messages from the runner in order, with blob file downloads started ahead.
+
+    A reader thread takes each message out of the pipe as soon as it arrives (the scheduler
+    sends the next mini-batch when the previous result reaches it, which is just after
+    ``run()`` began on the current one), so its download starts at once.
+
+    Parameters
+    ----------
+    channel
+        Has ``recv()`` (the worker's ``_Channel``); only this inbox may read from it.
+    cache_dir : str
+        Where this worker's downloads go; each mini-batch gets a folder below it.
+    """
+
+    def __init__(self, channel: Any, cache_dir: str) -> None:
+        self.channel, self.cache_dir = channel, cache_dir
+        self._queued: deque[list] = deque()  # [message, Fetched or None], oldest first
+        self._ready = threading.Condition()
+        self._pool: ThreadPoolExecutor | None = None
+        self._count = 0
+        threading.Thread(target=self._read, name="inbox", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.channel.recv()
+            except BaseException as error:  # noqa: BLE001 - handed to the main loop to raise
+                message = ("__failed__", error)
+            with self._ready:
+                self._queued.append([message, None])
+                self._start_ahead()
+                self._ready.notify()
+            if message[0] in ("stop", "__failed__"):
+                return  # the runner sends nothing after stop
+
+    def recv(self) -> tuple[tuple, Fetched | None]:
+        """The next message, and the download of its files when it is a blob mini-batch."""
+        with self._ready:
+            while not self._queued:
+                self._ready.wait()
+            entry = self._queued.popleft()
+            self._start(entry)
+            self._start_ahead()
+        if entry[0][0] == "__failed__":
+            raise entry[0][1]
+        return entry[0], entry[1]
+
+    def _start_ahead(self) -> None:
+        for entry in list(self._queued)[:FETCH_AHEAD]:
+            self._start(entry)
+
+    def _start(self, entry: list) -> None:
+        message = entry[0]
+        if entry[1] is not None or message[0] != "mb":
+            return
+        spec = message[2]
+        if spec.get("kind") != "files" or not spec.get("storage"):
+            return
+        from ..blob_storage import fetch_files
+
+        if self._pool is None:
+            # One thread: mini-batches download in the order run() needs them; each download
+            # is itself concurrent (adlfs fetches a mini-batch's files at once).
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
+        self._count += 1
+        folder = os.path.join(self.cache_dir, f"{self._count:06d}-mb{message[1]}")
+        future = self._pool.submit(fetch_files, spec["paths"], folder, spec["storage"])
+        entry[1] = Fetched(future, folder)
+
+    def close(self) -> None:
+        """Drop whatever was fetched for mini-batches that will not run."""
+        with self._ready:
+            queued = list(self._queued)
+            self._queued.clear()
+        for _, fetched in queued:
+            if fetched is not None:
+                fetched.discard()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
