@@ -1,4 +1,4 @@
-"""The ``parallelrun`` command line, and the argument parser the ``%parallelrun`` magic shares.
+"""The ``parallelrun`` command line: what each verb does (the magics call the same functions).
 
 Verbs: ``submit`` (the default: a script on an input, with ParallelRunConfig's options as
 flags), ``runs``, ``show``, ``logs``, ``cancel``, ``resume``, ``resubmit``. Each one calls the
@@ -9,130 +9,15 @@ from __future__ import annotations
 
 import argparse
 import glob
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .command_line import CONFIG_FLAGS, UsageError, parse, step_name
+from .follow import follow
 from .progress import summary_text
-
-VERBS = ("submit", "runs", "show", "logs", "cancel", "resume", "resubmit")
-
-#: ParallelRunConfig options, as flags: (flag, keyword, type).
-CONFIG_FLAGS = (
-    ("--mini-batch-size", "mini_batch_size", str),
-    ("--error-threshold", "error_threshold", int),
-    ("--allowed-failed-count", "allowed_failed_count", int),
-    ("--allowed-failed-percent", "allowed_failed_percent", float),
-    ("--output-action", "output_action", str),
-    ("--append-row-file-name", "append_row_file_name", str),
-    ("--node-count", "node_count", int),
-    ("--process-count-per-node", "process_count_per_node", int),
-    ("--run-invocation-timeout", "run_invocation_timeout", float),
-    ("--run-max-try", "run_max_try", int),
-    ("--logging-level", "logging_level", str),
-    ("--compute", "compute_target", str),
-    ("--preserve-order", "preserve_order", bool),
-)
-
-
-class UsageError(Exception):
-    """A mistake in the command: shown as one line, never as a traceback."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(f"{self.prog}: {message}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:
-        if message:
-            sys.stderr.write(message)
-        raise SystemExit(status)
-
-
-def _add_submit_options(parser: argparse.ArgumentParser, *, overrides: bool = False) -> None:
-    for flag, dest, kind in CONFIG_FLAGS:
-        if kind is bool:  # --flag / --no-flag; left out, a resubmission keeps the run's value
-            parser.add_argument(
-                flag,
-                dest=dest,
-                action=argparse.BooleanOptionalAction,
-                help="append_row rows in the order of the input",
-            )
-        else:
-            parser.add_argument(flag, dest=dest, type=kind, default=None)
-    parser.add_argument(
-        "--partition-keys", default=None, help="comma-separated key columns (tabular input)"
-    )
-    parser.add_argument(
-        "--arg",
-        dest="arguments",
-        action="append",
-        default=None,
-        help="an argument for the script's argv (repeatable)",
-    )
-    if overrides:
-        parser.add_argument("--input", default=None, help="a new input for the step")
-    parser.add_argument("--experiment", default=None)
-    parser.add_argument("--name", default=None, help="the step name (default: from the script)")
-    parser.add_argument("--wait", action="store_true", help="block until the run ends")
-    parser.add_argument("--no-reuse", action="store_true", help="never reuse an earlier result")
-
-
-def build_parser(prog: str = "parallelrun") -> argparse.ArgumentParser:
-    """The parser of the command line and of the ``%parallelrun`` magic."""
-    parser = _Parser(
-        prog=prog,
-        description="Batch inference with init()/run(mini_batch) "
-        "entry scripts, Azure ParallelRunStep-style, on this machine.",
-    )
-    parser.add_argument(
-        "--workspace",
-        default=None,
-        help="folder of the workspace's config.json (default: found from cwd)",
-    )
-    verbs = parser.add_subparsers(dest="verb", parser_class=_Parser)
-    submit = verbs.add_parser("submit", help="run an entry script over an input")
-    submit.add_argument("script", nargs="?", help="the entry script (omitted in %%%%parallelrun)")
-    submit.add_argument(
-        "--input",
-        required=True,
-        help="a path or glob, a registered dataset's name, or $name in a notebook",
-    )
-    submit.add_argument("--tabular", action="store_true", help="read the files as a table")
-    submit.add_argument("--source-directory", default=None)
-    submit.add_argument("--side-input", action="append", default=[], dest="side_inputs")
-    _add_submit_options(submit)
-    runs = verbs.add_parser("runs", help="list recent runs")
-    runs.add_argument("--experiment", default=None)
-    runs.add_argument("--limit", type=int, default=20)
-    for verb, text in (
-        ("show", "a run's status and counts"),
-        ("cancel", "stop a run"),
-        ("resume", "carry on a failed or canceled run without redoing finished mini-batches"),
-    ):
-        verbs.add_parser(verb, help=text).add_argument("run_id")
-    logs = verbs.add_parser("logs", help="a run's logs")
-    logs.add_argument("run_id")
-    logs.add_argument("--process", default=None, help="one worker's log, e.g. process000")
-    resubmit = verbs.add_parser("resubmit", help="run an earlier run's step again")
-    resubmit.add_argument("run_id")
-    _add_submit_options(resubmit, overrides=True)
-    return parser
-
-
-def parse(argv: list[str] | str, prog: str = "parallelrun") -> argparse.Namespace:
-    """Parse a command; ``submit`` is the verb when the first word is not a verb."""
-    words = shlex.split(argv) if isinstance(argv, str) else list(argv)
-    start = 0
-    while start < len(words) and words[start] == "--workspace":
-        start += 2
-    if start < len(words) and words[start] not in VERBS and not words[start].startswith("-"):
-        words.insert(start, "submit")
-    if start >= len(words) or words[start] in ("-h", "--help"):
-        words = words if start < len(words) else [*words, "runs"]
-    return build_parser(prog).parse_args(words)
+from .store import FINAL_STATUSES
 
 
 def _workspace(args: argparse.Namespace) -> Any:
@@ -174,7 +59,7 @@ def resolve_input(text: str, ws: Any, tabular: bool, namespace: dict | None = No
 
 def config_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ParallelRunConfig keywords given as flags."""
-    options = {dest: getattr(args, dest) for _, dest, _ in CONFIG_FLAGS}
+    options = {dest: getattr(args, dest) for _, dest, _, _ in CONFIG_FLAGS}
     options = {k: v for k, v in options.items() if v is not None}
     if args.partition_keys:
         options["partition_keys"] = [k.strip() for k in args.partition_keys.split(",")]
@@ -192,7 +77,7 @@ def submit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -> 
     script = Path(args.script)
     source = args.source_directory or str(script.parent.resolve())
     entry = str(script.relative_to(source)) if args.source_directory else script.name
-    name = args.name or script.stem.lower().replace("_", "-")[:32].ljust(3, "x")
+    name = args.name or step_name(script.stem)
     dataset = resolve_input(args.input, ws, args.tabular, namespace)
     side = [resolve_input(s, ws, False, namespace) for s in args.side_inputs]
     cfg = ParallelRunConfig(source_directory=source, entry_script=entry, **config_options(args))
@@ -271,7 +156,7 @@ def resubmit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -
         no_reuse=args.no_reuse,
         partition_keys=args.partition_keys,
     )
-    for _, dest, _ in CONFIG_FLAGS:
+    for _, dest, _, _ in CONFIG_FLAGS:
         value = getattr(args, dest)
         setattr(rebuilt, dest, value if value is not None else config.get(dest))
     if not args.partition_keys and config.get("partition_keys"):
@@ -286,9 +171,15 @@ def resubmit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -
 
 
 def execute(
-    args: argparse.Namespace, namespace: dict | None = None, out: Callable[[str], None] = print
+    args: argparse.Namespace,
+    namespace: dict | None = None,
+    out: Callable[[str], None] = print,
+    prog: str = "parallelrun",
 ) -> Any:
-    """Carry out a parsed command; returns the run for submit/resubmit, else None."""
+    """Carry out a parsed command; returns the run for submit/resubmit, else None.
+
+    ``prog`` spells the command in the hints printed (``%parallelrun`` in a notebook).
+    """
     from .run import Run
 
     ws = _workspace(args)
@@ -302,7 +193,7 @@ def execute(
         run = (submit if args.verb == "submit" else resubmit)(args, ws, namespace)
         out(f"submitted run {run.id}")
         if args.wait:
-            run.wait_for_completion(show_output=True, raise_on_error=False)
+            follow(run, prog=prog)
         return run
     if args.verb == "runs":
         out(runs_table(ws, args.experiment, args.limit))
@@ -319,8 +210,13 @@ def execute(
         run.resume()
         out(f"resumed run {args.run_id}")
     elif args.verb == "cancel":
-        Run.get(ws, args.run_id).cancel()
-        out(f"cancel requested for run {args.run_id}")
+        run = Run.get(ws, args.run_id)
+        status = run.get_state()["status"]  # a run whose runner died reads Failed here
+        if status in FINAL_STATUSES:
+            out(f"run {args.run_id} already finished: {status}; nothing to cancel")
+        else:
+            run.cancel()
+            out(f"cancel requested for run {args.run_id} ({status})")
     return None
 
 

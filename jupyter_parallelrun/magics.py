@@ -1,12 +1,20 @@
 """``%parallelrun`` and ``%%parallelrun``: the command line's verbs inside a notebook.
 
-The magics parse with the command line's own parser and call the same functions; the line
-magic's value is the run, so ``run = %parallelrun score.py --input "data/*.png"`` works.
-``%%parallelrun`` takes the cell body as the entry script and saves it with the run.
+The magics parse with the command line's own parser and call the same functions. Their value
+is the run, and displaying a run shows its RunDetails widget, so a cell shows one view of a
+run whichever way it is written:
+
+- ``%parallelrun score.py --input "data/*.png"`` (or ``%%parallelrun``) as a cell's last line:
+  the run is the cell's value, shown as its widget;
+- ``run = %parallelrun score.py ...`` then ``RunDetails(run).show()``: only ``show()`` displays;
+- ``%%parallelrun -o run --input ...``: the run is kept in ``run`` (and shown as the value).
+
+A command that fails raises an error (the cell fails, and *Run All* stops there), so ``_`` and
+``-o NAME`` never silently hold an earlier run: ``NAME`` is unset when the submission fails.
 
 Usage::
 
-    %parallelrun [submit] SCRIPT --input INPUT [--tabular] [--mini-batch-size N]
+    %parallelrun [submit] SCRIPT --input INPUT [-o NAME] [--tabular] [--mini-batch-size N]
                  [--error-threshold N] [--allowed-failed-count N] [--allowed-failed-percent P]
                  [--output-action append_row|summary_only] [--append-row-file-name NAME]
                  [--node-count N] [--process-count-per-node N] [--run-invocation-timeout S]
@@ -19,22 +27,84 @@ Usage::
     %parallelrun logs RUN_ID [--process NAME]
     %parallelrun cancel RUN_ID
     %parallelrun resume RUN_ID
-    %parallelrun resubmit RUN_ID [options to change] [--input INPUT]
-    %%parallelrun --input INPUT [options]      (the cell body is the entry script)
+    %parallelrun resubmit RUN_ID [-o NAME] [options to change] [--input INPUT]
+    %%parallelrun --input INPUT [-o NAME] [options]      (the cell body is the entry script)
 
-INPUT is a path or glob, a registered dataset's name, or ``$name`` for a Dataset, a DataFrame
-or a list of paths in the notebook.
+Every argument gets IPython's variable expansion: ``{expression}`` and ``$name`` are replaced by
+their value's text (``$$`` is a literal ``$``). A ``$name`` or ``{name}`` that holds an object
+rather than text is passed as that object: ``--input $paths`` takes a Dataset, a DataFrame or a
+list of paths, and a run id may be given as a variable holding the run.
+
+INPUT is a path or glob, a registered dataset's name, or such a notebook variable. A cell's step
+is named after ``--name``, else the cell's first function or class other than ``init``, ``run``
+and ``shutdown`` (``def score_digits`` names it ``score-digits``), else ``cell-`` and the start of
+the cell's hash.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import os
+import re
 import shlex
 from typing import Any
 
+from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.utils.text import DollarFormatter
 
-from .cli import UsageError, execute, parse
+from .cli import execute
+from .command_line import UsageError, parse, step_name
+
+#: The entry points of an entry script: a cell's name comes from its other definitions.
+ENTRY_POINTS = frozenset({"init", "run", "shutdown"})
+_REFERENCE = re.compile(r"(?<!\$)\$(\w+)|\{(\w+)\}")
+
+
+def protect_objects(line: str, namespace: dict[str, Any]) -> str:
+    """Mark ``$name`` and ``{name}`` references to objects so that expansion keeps them whole.
+
+    A variable that holds text or a number is expanded as text, like everywhere in IPython; one
+    that holds an object (a Dataset, a list of paths, a run) becomes ``$$name``, which IPython's
+    expansion turns into ``$name`` for the command to look up.
+    """
+
+    def mark(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in namespace:
+            return match.group(0)
+        value = namespace[name]
+        if isinstance(value, str | int | float | os.PathLike):
+            return match.group(0)
+        return f"$${name}"
+
+    return _REFERENCE.sub(mark, line)
+
+
+def expand(line: str, namespace: dict[str, Any]) -> str:
+    """IPython's ``{expression}`` and ``$name`` expansion, object references kept whole.
+
+    As in IPython, a reference that cannot be expanded (an unknown name, an expression that
+    raises) leaves the line as it was, so the command names what it could not find.
+    """
+    try:
+        return DollarFormatter().vformat(protect_objects(line, namespace), [], namespace)
+    except Exception:  # noqa: BLE001 - IPython's own rule: an expansion that fails is skipped
+        return line
+
+
+def cell_step_name(text: str) -> str | None:
+    """The step name a cell's own definitions suggest, or None when it has none to offer."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None  # submit() reports the syntax error with its line
+    for node in tree.body:
+        is_definition = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        if is_definition and node.name not in ENTRY_POINTS:
+            return step_name(node.name)
+    return None
 
 
 @magics_class
@@ -42,28 +112,30 @@ class ParallelRunMagics(Magics):
     """The ``%parallelrun`` line and cell magics."""
 
     def _run(self, line: str, script_text: str | None = None) -> Any:
+        namespace = self.shell.user_ns
+        line = expand(line, namespace)
+        out_name = None
         try:
             if script_text is not None:
                 # The cell form only submits; the cell body is the script.
-                args = parse(["submit", *shlex.split(line)], prog="%%parallelrun")
+                args = parse(["submit", *shlex.split(line)], prog="%%parallelrun", notebook=True)
                 args.script = self._save_cell(args, script_text)
             else:
-                args = parse(line, prog="%parallelrun")
-            run = execute(args, namespace=self.shell.user_ns)
+                args = parse(line, prog="%parallelrun", notebook=True)
+            out_name = getattr(args, "out", None)
+            if out_name is not None:
+                namespace.pop(out_name, None)  # never an earlier run, should this one fail
+            run = execute(args, namespace=namespace, prog="%parallelrun")
         except UsageError as error:
-            print(error)
+            raise IPythonUsageError(_unset(str(error), out_name)) from None
+        except (ValueError, TypeError, OSError, SyntaxError, KeyError) as error:
+            raise IPythonUsageError(_unset(f"%parallelrun: {error}", out_name)) from None
+        except SystemExit as stop:  # --help printed its text; any other exit is a failure
+            if stop.code:
+                raise IPythonUsageError(_unset("%parallelrun: stopped", out_name)) from None
             return None
-        except (ValueError, TypeError, FileNotFoundError, SyntaxError, KeyError) as error:
-            print(f"%parallelrun: {error}")
-            return None
-        except SystemExit:
-            return None
-        if run is not None and not args.wait:
-            from IPython.display import display
-
-            from .widget import RunDetails
-
-            display(RunDetails(run))
+        if out_name is not None and run is not None:
+            namespace[out_name] = run
         return run
 
     def _save_cell(self, args: Any, text: str) -> str:
@@ -76,7 +148,7 @@ class ParallelRunMagics(Magics):
         script = folder / "cell_entry_script.py"
         script.write_text(text)
         if args.name is None:
-            args.name = "cell-script"
+            args.name = cell_step_name(text) or f"cell-{digest[:8]}"
         return str(script)
 
     @no_var_expand
@@ -88,6 +160,10 @@ class ParallelRunMagics(Magics):
     @cell_magic("parallelrun")
     def parallelrun_cell(self, line: str, cell: str) -> Any:
         return self._run(line, script_text=cell)
+
+
+def _unset(message: str, out_name: str | None) -> str:
+    return message if out_name is None else f"{message} ({out_name} is not set)"
 
 
 ParallelRunMagics.parallelrun.__doc__ = __doc__

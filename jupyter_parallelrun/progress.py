@@ -282,6 +282,8 @@ def summary_text(state: dict[str, Any]) -> str:
             f"{step['retries']} retries"
             + (f"; reused step run {step['reused_from']}" if step["reused_from"] else "")
         )
-        if step["error"] and step["error"] != state["error"]:
+        # A pipeline's error quotes its failed step's ("step 'x' canceled: canceled on
+        # request"): said once.
+        if step["error"] and step["error"] not in (state["error"] or ""):
             lines.append(f"    error: {step['error']}")
     return "\n".join(lines)

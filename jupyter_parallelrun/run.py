@@ -339,6 +339,15 @@ class Run:
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(summary_text(self.get_state()))
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # Displaying a run is displaying its RunDetails, so a cell that shows the run as its
+        # value and one that calls RunDetails(run).show() give the same, single view. The
+        # widget (anywidget, ipywidgets) is imported here, on display: terminals and the
+        # command line, which never display a run, do without it.
+        from .widget import RunDetails
+
+        return RunDetails(self)._repr_mimebundle_(**kwargs)
+
 
 class PipelineRun(Run):
     """A submitted pipeline: the handle ``Experiment.submit()`` returns."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import queue
+import re
 import subprocess
 import sys
+import threading
+import time
 
+import pytest
 from conftest import ECHO_SCRIPT
 
 from jupyter_parallelrun.cli import main
@@ -67,9 +72,12 @@ def test_failed_run_exits_non_zero(ws, write_script, files):
     done = _cli(ws.config_file.parent, str(script / "score.py"), "--input", str(files(2)), "--wait")
     assert done.returncode == 1
     assert "no model" in done.stdout
+    run_id = done.stdout.split("submitted run ")[1].split()[0]
+    assert f"read the logs:       parallelrun logs {run_id}" in done.stdout
 
 
 def test_magics_submit_cell_and_line(ws, files, monkeypatch, capsys):
+    from IPython.core.error import UsageError
     from IPython.testing.globalipapp import get_ipython
 
     monkeypatch.chdir(ws.config_file.parent)
@@ -78,8 +86,8 @@ def test_magics_submit_cell_and_line(ws, files, monkeypatch, capsys):
     ip.user_ns["items"] = sorted(str(p) for p in files(5).iterdir())
     run = ip.run_cell_magic("parallelrun", "--input $items --wait --mini-batch-size 2", ECHO_SCRIPT)
     assert run.get_status() == "Completed" and run.get_metrics()["items_done"] == 5
-    assert ip.run_line_magic("parallelrun", "bogus.py --input $missing") is None
-    assert "no variable 'missing'" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="no variable 'missing'"):
+        ip.run_line_magic("parallelrun", "bogus.py --input $missing")
     ip.user_ns["last"] = run
     ip.run_line_magic("parallelrun", "show $last")
     assert "5 items done" in capsys.readouterr().out
@@ -124,3 +132,108 @@ def test_preserve_order_flag_and_its_inheritance_on_resubmit(
     assert submitted(["resubmit", run.id, "--no-preserve-order", "--wait"])[2] is False
     assert main([*first, "--preserve-order", "--output-action", "summary_only"]) == 2
     assert "needs output_action='append_row'" in capsys.readouterr().err
+
+
+def test_every_verb_has_help_with_every_options_default(ws):
+    from jupyter_parallelrun.command_line import VERBS, build_parser
+
+    parser = build_parser()
+    (verbs,) = [a for a in parser._actions if a.dest == "verb"]
+    for verb in VERBS:
+        done = _cli(ws.config_file.parent, verb, "--help")
+        assert done.returncode == 0, done.stderr
+        shown = " ".join(done.stdout.split())
+        for action in verbs.choices[verb]._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{verb} {action.dest} has no help text"
+            assert " ".join(action.help.split()) in shown, (verb, action.dest)
+            if action.option_strings:  # every option says what it is when left out
+                assert "(default:" in action.help or action.required, (verb, action.help)
+        assert "(default: 1)" in shown or verb != "submit"  # --node-count, as ParallelRunConfig
+
+
+def _blocking_script(write_script, release):
+    """item_000 fails every try at once; item_001 waits for the test to create ``release``."""
+    return write_script(
+        f"""
+        import os, time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            name = os.path.basename(mini_batch[0])
+            if name == "item_000.txt":
+                raise ValueError("no good: " + name)
+            while not os.path.exists({str(release)!r}):
+                time.sleep(0.05)
+            return [name]
+        """
+    )
+
+
+def test_wait_shows_failures_and_retries_as_they_happen(ws, write_script, files, tmp_path):
+    release = tmp_path / "release"
+    script = _blocking_script(write_script, release) / "score.py"
+    argv = [script, "--input", files(2), "--mini-batch-size", "1", "--process-count-per-node", "2"]
+    argv += ["--run-max-try", "2", "--run-invocation-timeout", "30", "--wait"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_parallelrun.cli", *map(str, argv)],
+        cwd=ws.config_file.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True)
+    reader.start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("try 1 of 2 failed" in line for line in seen):
+            assert time.monotonic() < deadline, seen
+            seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+        # the failure is shown while the run still goes on: item_001 is held until released
+        assert process.poll() is None and not release.exists()
+        (failure,) = [line for line in seen if "try 1 of 2 failed" in line]
+        assert re.search(r"score: mini-batch \d+, try 1 of 2 failed on process00[01]: ", failure)
+        assert failure.rstrip().endswith("ValueError: no good: item_000.txt (will retry)")
+        release.touch()
+        process.wait(timeout=60)
+        reader.join(timeout=60)
+    finally:
+        release.touch()
+        process.kill()
+    rest = "".join(lines.get() for _ in range(lines.qsize()))
+    assert process.returncode == 0, rest
+    assert "try 2 of 2 failed" in rest and "(no tries left)" in rest
+    run_id = "".join(seen).split("submitted run ")[1].split()[0]
+    assert "score: Completed 2/2 mini-batches (1 failed), 1 items done, 1 failed" in rest
+    assert f"read the logs:       parallelrun logs {run_id}\n" in rest
+    assert re.search(rf"a worker's own log:  parallelrun logs {run_id} --process process00", rest)
+
+
+def test_cancel_says_what_it_did_and_the_reason_shows_once(ws, write_script, files, tmp_path):
+    from jupyter_parallelrun import Run
+
+    release = tmp_path / "release"
+    script = _blocking_script(write_script, release) / "score.py"
+    cwd = ws.config_file.parent
+    started = _cli(cwd, script, "--input", files(3), "--mini-batch-size", "1")
+    run_id = started.stdout.split("submitted run ")[1].split()[0]
+    run = Run.get(ws, run_id)
+    try:
+        deadline = time.monotonic() + 60
+        while run.get_status() != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _cli(cwd, "cancel", run_id).stdout.strip() == (
+            f"cancel requested for run {run_id} (Running)"
+        )
+        assert run.wait_for_completion(timeout_seconds=60, raise_on_error=False) == "Canceled"
+    finally:
+        release.touch()
+    assert _cli(cwd, "show", run_id).stdout.count("canceled on request") == 1
+    again = _cli(cwd, "cancel", run_id)
+    assert again.returncode == 0
+    assert again.stdout.strip() == f"run {run_id} already finished: Canceled; nothing to cancel"
