@@ -3,7 +3,7 @@
 One live line per run (rewritten in place on a terminal or in a notebook, printed again when it
 changes elsewhere, so CI logs stay readable), a line for every failed try as soon as the store
 has it, the summary at the end and, when anything failed, the ``parallelrun logs`` command that
-shows why. It only reads the run store.
+shows why. It reads what the one read-only ``RunWatcher`` reads.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .progress import progress_line, summary_text
+from .progress import RunWatcher, progress_line, summary_text
 
 POLL_SECONDS = 0.25
 #: Off a terminal, the live line is printed again at most this often (and on every failure).
@@ -70,6 +70,7 @@ class Follower:
     def __init__(self, run: Any, out: TextIO, prog: str) -> None:
         self.run, self.out, self.prog = run, out, prog
         self.store = run.experiment.workspace.store
+        self.watcher = RunWatcher(self.store, run.id)
         self.in_place = _in_place(out)
         self.line = ""
         self.line_printed = 0.0
@@ -126,7 +127,7 @@ class Follower:
 
     def poll(self) -> dict[str, Any]:
         """Print what changed since the last poll; returns the run's state."""
-        state = self.run.get_state()
+        state = self.watcher.state()
         for step in state["steps"]:
             before = self.newest.get(step["id"])
             self._new_errors(step)
@@ -165,5 +166,7 @@ def follow(run: Any, out: TextIO | None = None, prog: str = "parallelrun") -> st
     follower = Follower(run, out or sys.stdout, prog)
     while not (state := follower.poll())["final"]:
         time.sleep(POLL_SECONDS)
+    if state["lost_runner"]:
+        state = run.get_state()  # the watcher only reads: the run's API records the loss
     follower.finish(state)
     return state["status"]

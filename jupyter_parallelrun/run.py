@@ -339,14 +339,14 @@ class Run:
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(summary_text(self.get_state()))
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+    def _ipython_display_(self) -> None:
         # Displaying a run is displaying its RunDetails, so a cell that shows the run as its
-        # value and one that calls RunDetails(run).show() give the same, single view. The
-        # widget (anywidget, ipywidgets) is imported here, on display: terminals and the
-        # command line, which never display a run, do without it.
+        # value and one that calls RunDetails(run).show() give the same, single view (kept
+        # up to date to the run's end, as show() keeps it). The widget (anywidget, ipywidgets)
+        # is imported on display: the command line, which never displays a run, does without.
         from .widget import RunDetails
 
-        return RunDetails(self)._repr_mimebundle_(**kwargs)
+        RunDetails(self).show()
 
 
 class PipelineRun(Run):

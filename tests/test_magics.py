@@ -101,14 +101,15 @@ def test_assigned_run_then_show_is_one_widget(kernel):
 
 
 def test_a_run_as_the_cells_value_is_its_widget(kernel):
-    reply, outputs = kernel.execute("%parallelrun score.py --input data --no-reuse")
+    reply, outputs = kernel.execute("%parallelrun score.py --input data --no-reuse --wait")
     assert reply["status"] == "ok", outputs
     assert widgets(outputs) == 1, outputs
-    (value,) = [o for o in outputs if o["output_type"] == "execute_result"]
-    assert WIDGET in value["data"]
-    # a cell that shows nothing else shows the run as RunDetails would: no second view
-    reply, outputs = kernel.execute("RunDetails(_).show()")
-    assert widgets(outputs) == 1
+    # shown as RunDetails(run).show() shows it: with a display id, so the text a saved
+    # notebook keeps is brought up to date at the run's end
+    (view,) = [o for o in outputs if WIDGET in o.get("data", {})]
+    assert view["output_type"] == "display_data" and view["transient"]["display_id"]
+    assert "Completed" in view["data"]["text/plain"]
+    assert kernel.value("_.get_status()") == "Completed"  # still the cell's value
 
 
 def test_cell_keeps_its_run_in_out_name_and_is_named_after_its_function(kernel):
