@@ -262,5 +262,44 @@ class Environment:
         env.environment_variables = dict(spec.get("environment_variables") or {})
         return env
 
+    def build_local(self, workspace: Workspace, platform: str | None = None, **kwargs: Any) -> str:
+        """Build this environment for real: a virtual environment, made with ``uv``, with its
+        pip packages (pins as given) and what the workers need of this package.
+
+        The build is kept in ``workspace`` under a hash of what it is made from and reused
+        while that is unchanged; ``python.interpreter_path`` is then its Python, so runs with
+        this environment start their workers there. Conda packages are not installed (a
+        warning names them); the virtual environment uses the notebook's Python version.
+
+        Parameters
+        ----------
+        workspace : Workspace
+            Where the build is kept (``.parallelrun/environments/``).
+        platform : str, optional
+            As Azure's (``"Linux"``, ``"Windows"``, ``"OSX"``): only this machine's is accepted.
+        **kwargs
+            Azure's ``useDocker`` and ``pushImageToWorkspaceAcr`` are accepted; True is
+            reported as not applied.
+
+        Returns
+        -------
+        str
+            The built environment's Python.
+
+        Raises
+        ------
+        EnvironmentBuildError
+            A pin that cannot be installed here (named, with uv's own words).
+
+        Examples
+        --------
+        >>> env.python.conda_dependencies = CondaDependencies.create(pip_packages=["six==1.16.0"])
+        >>> env.build_local(ws)  # doctest: +SKIP
+        '.../.parallelrun/environments/batch_environment-3f2a.../bin/python'
+        """
+        from .environment_build import build_local
+
+        return build_local(self, workspace, platform, kwargs)
+
     def __repr__(self) -> str:
         return f"Environment(name={self.name!r}, version={self.version!r})"

@@ -12,18 +12,34 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from joblib.externals.loky.backend.context import get_context
 
-from .. import python_path
+from .. import PACKAGE_PARENT, python_path
 from ..worker import worker_main
 from .base import Backend, WorkerHandle
 
 
+def _own_package(interpreter: str) -> bool:
+    """Whether ``interpreter`` is a virtual environment with this package in its own
+    site-packages (as ``Environment.build_local`` makes them)."""
+    prefix = Path(interpreter).parent.parent
+    return (prefix / "pyvenv.cfg").is_file() and any(
+        prefix.glob("lib/python*/site-packages/jupyter_parallelrun")
+    )
+
+
 def _exec_interpreter(interpreter: str, arguments: dict) -> None:
     """Replace the freshly started process with another Python running the worker."""
-    os.environ["PYTHONPATH"] = python_path()
+    if _own_package(interpreter):
+        # Where this package lies may be a site-packages folder: on PYTHONPATH, all of the
+        # notebook's packages would shadow the environment's own.
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p and p != PACKAGE_PARENT)
+    else:
+        os.environ["PYTHONPATH"] = python_path()
     os.execv(
         interpreter,
         [interpreter, "-m", "jupyter_parallelrun.engine.worker", json.dumps(arguments)],
@@ -42,7 +58,8 @@ class LocalBackend(Backend):
     def start_worker(
         self, name: str, node_id: int, address: Any, authkey: bytes, spec: dict
     ) -> WorkerHandle:
-        if self.interpreter_path and os.path.realpath(self.interpreter_path) != os.path.realpath(
+        # Not realpath: a virtual environment's python links to its base Python, and is not it.
+        if self.interpreter_path and os.path.abspath(self.interpreter_path) != os.path.abspath(
             sys.executable
         ):
             arguments = {
