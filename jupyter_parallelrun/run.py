@@ -7,6 +7,8 @@ the store at that moment, so a handle made in another kernel, a terminal or afte
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import sys
 import time
@@ -15,8 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment_check import warn_each_time
+from .metrics import MetricsLogging, OfflineRun
 from .progress import RunWatcher, progress_line, run_state, summary_text
+from .run_details import run_details, run_html
 from .store import FINAL_STATUSES
+from .workspace import RUN_ID_ENV, WORKSPACE_ENV
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -25,51 +30,6 @@ if TYPE_CHECKING:
 
 class ActivityFailedException(RuntimeError):
     """A run ended Failed or Canceled while ``wait_for_completion(raise_on_error=True)``."""
-
-
-def _utc(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
-        + f".{int(timestamp % 1 * 1e3):03d}Z"
-    )
-
-
-def _worker_details(step: str, worker: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "step": step,
-        "process": worker["name"],
-        "node": worker["node_id"],
-        "pid": worker["pid"],
-        "state": worker["state"],
-        "miniBatchesDone": worker["done"],
-        "miniBatchesFailed": worker["failed"],
-        "retries": worker["retries"],
-        "restarts": worker["restarts"],
-        "exitCode": worker["exit_code"],
-        "error": worker["error"],
-        "rssBytes": worker["rss"],
-        "cpuSeconds": worker["cpu"],
-        "lastHeartbeatUtc": _utc(worker["heartbeat"]),
-    }
-
-
-def _error_details(step: str, error: dict[str, Any]) -> dict[str, Any]:
-    code = error["exit_code"]
-    return {
-        "step": step,
-        "miniBatch": error["mb_id"],
-        "try": error["try"],
-        "item": error["item"],
-        "process": error["worker"],
-        "pid": error["pid"],
-        "exception": error["exception"],
-        "exitCode": code,
-        "signal": -code if code is not None and code < 0 else None,
-        "traceback": error["traceback"],
-        "timeUtc": _utc(error["time"]),
-    }
 
 
 class Experiment:
@@ -112,6 +72,7 @@ class Experiment:
         ws = self.workspace
         run_id = f"{self.name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
         plan = make_plan(ws, config, pipeline_parameters, run_id, self.name)
+        plan["submitted_by"] = getpass.getuser()
         ws.store.create_run(
             id=run_id,
             experiment=self.name,
@@ -148,8 +109,12 @@ class Experiment:
         return f"Experiment(workspace={self.workspace.name!r}, name={self.name!r})"
 
 
-class Run:
-    """A run of an experiment (a pipeline run or one of its step runs)."""
+class Run(MetricsLogging):
+    """A run of an experiment (a pipeline run or one of its step runs).
+
+    ``log``, ``log_list`` and ``log_row`` record metrics in the run store, where
+    :meth:`get_metrics` and RunDetails show them.
+    """
 
     def __init__(self, experiment: Experiment, run_id: str) -> None:
         self.experiment = experiment
@@ -164,6 +129,38 @@ class Run:
             raise ValueError(f"run_id={run_id!r}: no such run in workspace {workspace.name!r}")
         experiment = Experiment(workspace, record["experiment"])
         return (StepRun if record["kind"] == "step" else PipelineRun)(experiment, run_id)
+
+    @staticmethod
+    def get_context(allow_offline: bool = True, **kwargs: Any) -> Run | OfflineRun:
+        """The run this code runs in: inside an entry script, its step run; elsewhere an
+        :class:`OfflineRun` (Azure's offline run), or an error when ``allow_offline`` is
+        false.
+
+        Examples
+        --------
+        >>> from jupyter_parallelrun import Run
+        >>> run = Run.get_context()          # in run(): the step run; here an offline run
+        >>> run.log("rows_scored", 120)
+        >>> run.get_metrics()
+        {'rows_scored': 120}
+        """
+        run_id, folder = os.environ.get(RUN_ID_ENV), os.environ.get(WORKSPACE_ENV)
+        if run_id and folder:
+            from .workspace import Workspace
+
+            return Run.get(Workspace.from_config(folder), run_id)
+        if not allow_offline:
+            raise RuntimeError(
+                "Run.get_context(allow_offline=False): this code is not running inside a run "
+                f"({RUN_ID_ENV} is not set); call it from an entry script"
+            )
+        return OfflineRun()
+
+    def _add_metric(self, name: str, kind: str, value: Any, description: str | None) -> None:
+        from .entry_script import EntryScript
+
+        worker = EntryScript().process_name if os.environ.get(RUN_ID_ENV) == self.id else None
+        self._store.add_metric(self.id, name, kind, value, description or None, worker)
 
     @property
     def _record(self) -> dict[str, Any]:
@@ -236,54 +233,27 @@ class Run:
                 self._store.update_run(run["id"], cancel_requested=1)
 
     def get_details(self) -> dict[str, Any]:
-        """Azure-style details: ids, status, times, error and log files, plus what went wrong
-        on the way.
+        """Azure-style details: ids, status, times, what ran where, and what went wrong.
 
         Returns
         -------
         dict
-            ``runId``, ``status``, ``startTimeUtc``, ``endTimeUtc``, ``error`` (when it ended
-            in error), ``logFiles``; ``workers``: one entry per worker process of the run's
-            steps (state, counts, restarts, last ``exitCode``, memory, CPU); ``errors``: every
-            failed try, failed ``init()`` and lost process, newest first. A process that died
-            or was killed shows its ``pid``, ``exitCode`` and ``signal`` with the mini-batch it
-            was running.
+            Azure's keys: ``runId``, ``status``, ``startTimeUtc``, ``endTimeUtc``,
+            ``target`` (the compute target's name, ``"local"`` for the default),
+            ``properties``, ``inputDatasets``, ``outputDatasets``, ``runDefinition`` (the
+            script, arguments, settings and environment of a step; the steps of a pipeline),
+            ``submittedBy``, ``logFiles``, ``error`` when it ended in error. Beyond Azure's:
+            ``workers``, one entry per worker process (state, counts, restarts, last
+            ``exitCode``, memory, CPU); ``errors``, every failed try, failed ``init()`` and
+            lost process, newest first, with the ``pid``, ``exitCode`` and ``signal`` of a
+            process that died; ``warnings``, what was noted at submit.
         """
-        record = self._record
-        details = {
-            "runId": self.id,
-            "experiment": record["experiment"],
-            "target": "local",
-            "status": record["status"],
-            "startTimeUtc": _utc(record["started"]),
-            "endTimeUtc": _utc(record["ended"]),
-            "properties": {"reusedFrom": record["reused_from"]} if record["reused_from"] else {},
-            "tags": record["tags"] or {},
-            "logFiles": {name: str(self._folder / name) for name in self.get_file_names()},
-        }
-        if record["error"]:
-            details["error"] = {"message": record["error"]}
-        steps = self._store.list_runs(parent_id=self.id) if record["kind"] != "step" else [record]
-        details["workers"] = [
-            _worker_details(step["name"], worker)
-            for step in steps
-            for worker in self._store.workers(step["id"])
-        ]
-        details["errors"] = [
-            _error_details(step["name"], error)
-            for step in steps
-            for error in self._store.errors(step["id"])
-        ]
-        # As Azure's: what was noted at submit, here the environment's pins, unapplied settings
-        details["warnings"] = [
-            {"source": "environment", "step": step["name"], "message": message}
-            for step in steps
-            for message in (step["spec"] or {}).get("warnings", [])
-        ]
-        return details
+        return run_details(self._store, self._record, self._folder, self.get_file_names())
 
     def get_metrics(self) -> dict[str, Any]:
-        """Counters and throughput, summed over the steps of a pipeline run."""
+        """The metrics logged with ``log``, ``log_list`` and ``log_row`` (a pipeline run's
+        include its steps'), and the run's counters and throughput (summed over the steps of
+        a pipeline run) under the names below."""
         steps = self.get_state()["steps"]
         total = lambda key: sum(step[key] or 0 for step in steps)  # noqa: E731
         elapsed = sum(step["elapsed"] for step in steps)
@@ -294,6 +264,7 @@ class Run:
         # Byte-range tabular input has no item count until every row has been read.
         unknown = any(step["items_total"] is None for step in steps)
         return {
+            **self._store.run_metrics(self.id),
             "items_total": None if unknown else total("items_total"),
             "items_done": total("items_done"),
             "items_failed": total("items_failed"),
@@ -347,6 +318,12 @@ class Run:
         from .widget import RunDetails
 
         RunDetails(self).show()
+
+    def _repr_html_(self) -> str:
+        # Azure's table for a run object (Experiment, Id, Type, Status, Details page: here
+        # the run's folder). IPython shows a run through _ipython_display_ (its RunDetails);
+        # this is the HTML for where HTML is asked for (display(HTML(...)), other renderers).
+        return run_html(self._record, self._folder)
 
 
 class PipelineRun(Run):

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .metrics import fold_metrics
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS registry (
     kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
@@ -62,6 +64,11 @@ CREATE TABLE IF NOT EXISTS errors (
     exception TEXT, traceback TEXT, time REAL NOT NULL, pid INTEGER, exit_code INTEGER
 );
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+    description TEXT, worker TEXT, time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id);
 """
 
 #: Columns added to the schema since workspaces were first made: a workspace folder outlives
@@ -388,6 +395,36 @@ class RunStore:
             (t0, max(width, 1e-6), run_id),
         )
         return [dict(r) for r in found]
+
+    # -- metrics (Run.log, log_list, log_row) ------------------------------------------------
+
+    def add_metric(
+        self,
+        run_id: str,
+        name: str,
+        kind: str,
+        value: Any,
+        description: str | None = None,
+        worker: str | None = None,
+    ) -> None:
+        """Record one ``Run.log`` (kind ``"scalar"``), ``log_list`` or ``log_row`` call."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO metrics (run_id, name, kind, value, description, worker, time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, name, kind, json.dumps(value), description, worker, time.time()),
+            )
+
+    def run_metrics(self, run_id: str) -> dict[str, Any]:
+        """The metrics logged to a run and, for a pipeline run, to its steps, as Azure's
+        ``get_metrics()`` shows them (see :func:`fold_metrics`); read-only, for any viewer."""
+        ids = [run_id, *(r["id"] for r in self.list_runs(parent_id=run_id))]
+        rows = self._connect().execute(
+            f"SELECT name, kind, value FROM metrics WHERE run_id IN ({', '.join('?' * len(ids))}) "
+            "ORDER BY time, rowid",
+            ids,
+        )
+        return fold_metrics((r["name"], r["kind"], json.loads(r["value"])) for r in rows)
 
 
 def _decode_mini_batch(row: sqlite3.Row) -> dict[str, Any]:

@@ -27,6 +27,8 @@ DEFAULT_DATASTORE = "workspaceblobstore"
 #: Set in every worker process so that ``Workspace.from_config()`` and
 #: ``Model.get_model_path()`` find the run's workspace from inside an entry script.
 WORKSPACE_ENV = "PARALLELRUN_WORKSPACE"
+#: Set in worker processes to their step run's id, for ``Run.get_context()``.
+RUN_ID_ENV = "PARALLELRUN_RUN_ID"
 
 
 class Workspace:

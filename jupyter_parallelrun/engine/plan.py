@@ -84,7 +84,8 @@ def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) ->
         )
     if isinstance(item, DatasetConsumptionConfig):
         name = item.name
-    return {"name": name or dataset.name or "input", "dataset": dataset.to_spec()}
+    mode = getattr(item, "mode", None) or "direct"
+    return {"name": name or dataset.name or "input", "dataset": dataset.to_spec(), "mode": mode}
 
 
 def _argument_plan(arg: Any, values: dict[str, Any], producers: dict[str, str]) -> Any:

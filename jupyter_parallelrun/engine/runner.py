@@ -22,7 +22,7 @@ from typing import Any
 
 from ..storage import shared_listings
 from ..store import FINAL_STATUSES
-from ..workspace import WORKSPACE_ENV, Workspace
+from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 from . import python_path
 from .backends import Backend, DaskBackend, LocalBackend
 from .budget import Budget, StepCanceled, StepFailed
@@ -127,6 +127,7 @@ def _worker_variables(step: dict[str, Any], ws: Workspace) -> dict[str, str]:
     env = config.get("environment") or {}
     return {
         WORKSPACE_ENV: str(ws.config_file.parent),
+        RUN_ID_ENV: step["run_id"],
         # What the plan found the environment's pins need (pandas' string option, ...)
         **step.get("worker_variables", {}),
         **{k: str(v) for k, v in (env.get("environment_variables") or {}).items()},
