@@ -12,18 +12,16 @@ the step is done. What becomes of a lost worker's mini-batches is the scheduler'
 from __future__ import annotations
 
 import contextlib
-import secrets
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, Listener
-from queue import Empty, SimpleQueue
+from multiprocessing.connection import Connection
 from typing import Any
 
 from .backends.base import Backend, WorkerHandle
+from .listener import WorkerListener
 from .logs import StepLogs
 from .partition import MiniBatch
 
@@ -196,32 +194,23 @@ class WorkerProcesses:
             for node in range(nodes)
             for index in range(processes_per_node)
         ]
-        self._authkey = secrets.token_bytes(16)
-        self._listener = Listener(
-            address=backend.listen_address,
-            family=backend.address_family,
-            backlog=64,  # every worker connects at start; a TCP backlog of 1 would drop some
-            authkey=self._authkey,
+        # A silent worker is declared lost after heartbeat_timeout, starting or not: a
+        # connection that has not authenticated by then is no worker worth waiting for.
+        self._listener = WorkerListener(
+            backend.address_family,
+            backend.listen_address,
+            [worker.name for worker in self.workers],
+            handshake_timeout=self.heartbeat_timeout,
         )
-        self._arrivals: SimpleQueue = SimpleQueue()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn = self._listener.accept()
-                hello = conn.recv()
-            except (OSError, EOFError):
-                return
-            self._arrivals.put((*hello[1:], conn))
 
     def take_arrivals(self) -> None:
-        """Give the workers that connected since the last call their connections."""
-        while True:
-            try:
-                name, pid, incarnation, conn = self._arrivals.get_nowait()
-            except Empty:
-                return
+        """Give the workers that connected since the last call their connections, and log the
+        connections refused."""
+        for event in self._listener.events():
+            if isinstance(event, str):
+                self.logs.runner(event)
+                continue
+            name, pid, incarnation, conn = event
             worker = next(w for w in self.workers if w.name == name)
             if incarnation != worker.restarts:
                 # A process already declared lost (silent while starting) whose hello was on
@@ -241,7 +230,7 @@ class WorkerProcesses:
         worker.state, worker.conn, worker.started = "starting", None, time.time()
         worker.exit_code = worker.error = worker.exit_seen = None
         worker.handle = self.backend.start_worker(
-            worker.name, worker.node_id, self._listener.address, self._authkey, spec
+            worker.name, worker.node_id, self._listener.address, self._listener.authkey, spec
         )
 
     def by_conn(self, conn: Connection) -> Worker:
