@@ -305,12 +305,16 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-if __name__ == "__main__":
-    # Started as ``python -m jupyter_parallelrun.engine.worker`` under another interpreter
-    # (Environment.python.interpreter_path): the arguments arrive as one JSON document.
+def main() -> None:
+    """Run the worker whose arguments arrive on stdin as one JSON document (how a worker
+    starts under another interpreter or on a Dask worker): stdin, unlike the command line, is
+    not readable by other users; it is /dev/null again before the entry script loads."""
     import json
 
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.stdin.buffer.read())
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     address = args["address"]
     worker_main(
         tuple(address) if isinstance(address, list) else address,
@@ -319,3 +323,9 @@ if __name__ == "__main__":
         args["node_id"],
         args["spec"],
     )
+
+
+if __name__ == "__main__":
+    # Started as ``python -m jupyter_parallelrun.engine.worker`` under another interpreter
+    # (Environment.python.interpreter_path).
+    main()

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,19 +39,19 @@ from .base import Backend, WorkerHandle
 LIVE_WORKERS_MAX_AGE = 1.0
 
 # The worker process's first lines (run as ``python -c``): die with the Dask worker that started
-# it, and quit at once when that worker died before the request took effect.
+# it, and quit at once when that worker died before the request took effect. Its arguments,
+# the runner's key among them, arrive on stdin (see worker.main): a command line can
+# be read by every user of the host in /proc.
 _CHILD = """
-import ctypes, json, os, signal, sys
+import ctypes, os, signal, sys
 try:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 except (AttributeError, OSError):
     pass
-if os.getppid() != int(sys.argv[2]):
+if os.getppid() != int(sys.argv[1]):
     sys.exit(1)
-from jupyter_parallelrun.engine.worker import worker_main
-args = json.loads(sys.argv[1])
-worker_main(tuple(args["address"]), bytes.fromhex(args["authkey"]), args["name"],
-            args["node_id"], args["spec"])
+from jupyter_parallelrun.engine.worker import main
+main()
 """
 
 # -- on the Dask workers ----------------------------------------------------------------------
@@ -79,13 +80,17 @@ def _host_worker_process(
         **variables,
         "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])),
     }
-    command = [interpreter or sys.executable, "-c", _CHILD, json.dumps(arguments), str(os.getpid())]
+    command = [interpreter or sys.executable, "-c", _CHILD, str(os.getpid())]
     log_file = Path(arguments["spec"]["log_file"])
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    # The arguments came here inside the task, over Dask's own connection; the process reads
+    # them from a file without a name (O_TMPFILE, 0600), so no other user can see the key.
+    with open(log_file, "ab") as log, tempfile.TemporaryFile() as stdin:
+        stdin.write(json.dumps(arguments).encode())
+        stdin.seek(0)
         try:
             process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                command, env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT
             )
         except OSError as error:
             log.write(f"cannot start {command[0]} on this Dask worker: {error}\n".encode())

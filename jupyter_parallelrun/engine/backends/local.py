@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,11 @@ def _own_package(interpreter: str) -> bool:
 
 
 def _exec_interpreter(interpreter: str, arguments: dict) -> None:
-    """Replace the freshly started process with another Python running the worker."""
+    """Replace the freshly started process with another Python running the worker.
+
+    The arguments, the runner's key among them, become its stdin: a file without a name
+    (O_TMPFILE, 0600), as a command line can be read by every user in /proc.
+    """
     if _own_package(interpreter):
         # Where this package lies may be a site-packages folder: on PYTHONPATH, all of the
         # notebook's packages would shadow the environment's own.
@@ -40,10 +45,12 @@ def _exec_interpreter(interpreter: str, arguments: dict) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p and p != PACKAGE_PARENT)
     else:
         os.environ["PYTHONPATH"] = python_path()
-    os.execv(
-        interpreter,
-        [interpreter, "-m", "jupyter_parallelrun.engine.worker", json.dumps(arguments)],
-    )
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(json.dumps(arguments).encode())
+        stdin.flush()
+        os.lseek(stdin.fileno(), 0, os.SEEK_SET)
+        os.dup2(stdin.fileno(), 0)
+    os.execv(interpreter, [interpreter, "-m", "jupyter_parallelrun.engine.worker"])
 
 
 class LocalBackend(Backend):
