@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -129,6 +130,26 @@ def _decode_row(row: sqlite3.Row) -> dict[str, Any]:
     return record
 
 
+def _owner_only(path: Path) -> None:
+    """Make the database readable by its owner only, before SQLite first opens it.
+
+    It holds the credentials of registered datastores (account keys, SAS tokens). A new file is
+    created 0600; an existing one, and its WAL and shared-memory files, are tightened to 0600
+    (SQLite gives the files it creates beside the database the database's own mode). A user
+    who can open but does not own the store leaves the mode to its owner.
+
+    An existing database is never opened here: closing any descriptor of it would drop every
+    SQLite lock this process holds on it (POSIX locks belong to the process, not the descriptor).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+
+
 class RunStore:
     """Access to one workspace's ``store.sqlite``; safe to share between threads.
 
@@ -141,6 +162,7 @@ class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        _owner_only(self.path)
         with self._connect() as db:
             db.executescript(SCHEMA)
             for table, column in _ADDED_COLUMNS:

@@ -31,6 +31,22 @@ WORKSPACE_ENV = "PARALLELRUN_WORKSPACE"
 RUN_ID_ENV = "PARALLELRUN_RUN_ID"
 
 
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (the runs: logs, snapshots, scratch) reachable by its owner only.
+
+    The logs record each mini-batch with its input's read options, which hold a datastore's
+    credentials for blob input, and whatever the entry script printed. Outputs live in the
+    datastores beside it and keep their modes. An existing folder is tightened when the
+    workspace is opened; one that another user owns is left to its owner.
+    """
+    folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        if folder.stat().st_mode & 0o077:
+            os.chmod(folder, 0o700)
+    except PermissionError:
+        pass
+
+
 class Workspace:
     """A workspace: registries of datastores, datasets, models, environments, compute targets,
     and the runs of its experiments.
@@ -71,6 +87,7 @@ class Workspace:
         self.config_file = config_file
         self.path = config_dir / DATA_FOLDER
         self.path.mkdir(parents=True, exist_ok=True)
+        _private_folder(self.path / "runs")
         self.store = RunStore(self.path / "store.sqlite")
 
     # -- finding and making workspaces ------------------------------------------------------

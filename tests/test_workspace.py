@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -58,3 +60,36 @@ def test_registries(tmp_path):
     assert list(ws.compute_targets) == ["cpu"]
     assert list(ws.datasets) == ["files"]
     assert ws.experiments == {}
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _private_files(ws) -> list:
+    store = ws.path / "store.sqlite"
+    return [store, store.with_name("store.sqlite-wal"), store.with_name("store.sqlite-shm")]
+
+
+def test_a_new_workspace_keeps_its_store_and_runs_to_its_owner(tmp_path):
+    umask = os.umask(0)  # the loosest umask: the modes must not come from it
+    try:
+        ws = Workspace.create("demo", path=tmp_path)
+        ws.get_default_datastore()  # a write: the WAL and shared-memory files exist now
+    finally:
+        os.umask(umask)
+    assert [_mode(path) for path in _private_files(ws)] == [0o600] * 3
+    assert _mode(ws.path / "runs") == 0o700
+    # What the user shares keeps the modes the user's umask gives.
+    assert _mode(ws.path / "datastores" / "workspaceblobstore") == 0o777
+
+
+def test_an_existing_workspace_is_tightened_when_opened(tmp_path):
+    ws = Workspace.create("demo", path=tmp_path)
+    ws.get_default_datastore()
+    for path in _private_files(ws):
+        path.chmod(0o644)
+    (ws.path / "runs").chmod(0o755)
+    again = Workspace.from_config(path=tmp_path)
+    assert [_mode(path) for path in _private_files(again)] == [0o600] * 3
+    assert _mode(again.path / "runs") == 0o700
