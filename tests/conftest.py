@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -25,6 +27,16 @@ from jupyter_parallelrun import (
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     return Workspace.create("test", path=tmp_path / "ws")
+
+
+@pytest.fixture
+def open_ws():
+    """A workspace every user can walk down to, unlike pytest's own 0700 folders: what the
+    user nobody cannot read in it is kept from them by the file's own mode."""
+    folder = Path(tempfile.mkdtemp(prefix="jpr-open-"))
+    folder.chmod(0o755)
+    yield Workspace.create("test", path=folder / "ws")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

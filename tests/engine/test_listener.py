@@ -1,0 +1,78 @@
+"""The runner's listener against strangers, on local runs with real worker processes.
+
+A port scan, garbage, a wrong key or a peer that connects and says nothing must cost a line in
+the runner log and nothing else: every worker, and every replacement of a lost one, still
+connects, and the step's key is never where another user can read it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from conftest import assert_guarantee, file_dataset, submit_step
+from intruders import KEY_SCRIPT, besiege
+
+from jupyter_parallelrun import Environment
+
+HANDSHAKE_TIMEOUT = 10  # the run's heartbeat_timeout
+
+
+def names(count: int) -> list[str]:
+    return [f"item_{i:03d}.txt" for i in range(count)]
+
+
+def _besieged_run(ws, write_script, files, folder: Path, **config):
+    (folder / "keys").mkdir(parents=True)
+    run = submit_step(
+        ws,
+        write_script(KEY_SCRIPT),
+        file_dataset(files(8)),
+        mini_batch_size=1,
+        node_count=1,
+        process_count_per_node=2,
+        run_max_try=2,
+        run_invocation_timeout=300,
+        heartbeat_timeout=HANDSHAKE_TIMEOUT,
+        environment_variables={
+            "KEY_FOLDER": str(folder / "keys"),
+            "GO_FILE": str(folder / "go"),
+            "CRASH_ITEM": "item_005.txt",
+        },
+        **config,
+    )
+    besiege(ws, run, folder, workers=2, handshake_timeout=HANDSHAKE_TIMEOUT)
+    return run
+
+
+def _assert_all_workers_served(ws, run) -> None:
+    assert assert_guarantee(run, names(8)).done == set(names(8))
+    step = run.find_step_run("score-step")[0]
+    workers = ws.store.workers(step.id)
+    assert [(w["state"], w["error"]) for w in workers] == [("stopped", None)] * 2
+    # The crashed worker was replaced after the intruders came, and its replacement got in.
+    assert sum(w["restarts"] for w in workers) == 1
+    log = (ws.path / "runs" / step.id / "logs" / "runner.txt").read_text()
+    refused = [line for line in log.splitlines() if "refused a connection from" in line]
+    assert len(refused) >= 4, log
+    assert any("wrong authkey" in line for line in refused), log
+    assert any(f"within {HANDSHAKE_TIMEOUT}s" in line for line in refused), log
+
+
+def test_a_local_run_survives_strangers_on_its_socket(open_ws, write_script, files, tmp_path):
+    run = _besieged_run(open_ws, write_script, files, tmp_path / "siege")
+    _assert_all_workers_served(open_ws, run)
+
+
+def test_a_worker_under_another_interpreter_gets_its_key_unseen(
+    open_ws, write_script, files, tmp_path
+):
+    # A different path to a Python makes the backend exec it, with the arguments on stdin.
+    interpreter = tmp_path / "python"
+    interpreter.write_text(f'#!/bin/sh\nexec "{os.path.realpath(sys.executable)}" "$@"\n')
+    interpreter.chmod(0o755)
+    env = Environment("other-python")
+    env.python.interpreter_path = str(interpreter)
+    run = _besieged_run(open_ws, write_script, files, tmp_path / "siege", environment=env)
+    _assert_all_workers_served(open_ws, run)
