@@ -21,6 +21,7 @@ _WHERE = {
     "Dataset": "dataset",
     "FileDataset": "dataset",
     "TabularDataset": "dataset",
+    "DataType": "column_types",
     "Model": "model",
     "Environment": "environment",
     "EnvironmentWarning": "environment",

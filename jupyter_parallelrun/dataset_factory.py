@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 from typing import TYPE_CHECKING, Any
 
+from .column_types import SAMPLE_BYTES, infer_types, type_spec
 from .dataset_source import describe_source, iter_source_files, source_from_path
 from .records import PARTITION_KEY
 
@@ -66,8 +67,18 @@ class TabularDatasetFactory:
         """A table from CSV-like files (``path`` as in ``Dataset.File.from_files``).
 
         ``header=True`` means every file starts with the same header line; without a header
-        the columns are named ``Column1``, ``Column2``, ... ``set_column_types`` maps columns
-        to ``"int"``, ``"float"``, ``"str"``, ``"bool"``, ``"datetime"`` or a pandas dtype.
+        the columns are named ``Column1``, ``Column2``, ... With ``infer_column_types`` (the
+        default) each column's type (long, float, bool, datetime or string) is inferred once
+        from the start of the first file and kept, so every read agrees; without it every
+        column is text. ``set_column_types`` maps columns to a :class:`DataType`
+        (``DataType.to_long()``, ``to_float()``, ``to_string()``, ``to_bool()``,
+        ``to_datetime(formats)``) or a type name (``"int"``, ``"float"``, ``"str"``,
+        ``"bool"``, ``"datetime"``, a pandas dtype), overriding what was inferred.
+
+        Examples
+        --------
+        >>> ds = Dataset.Tabular.from_delimited_files((datastore, "oj/*.csv"),  # doctest: +SKIP
+        ...     set_column_types={"WeekStarting": DataType.to_datetime(["%Y-%m-%d"])})
         """
         if not isinstance(separator, str) or not separator:
             raise ValueError(f"separator must be a non-empty string; got {separator!r}")
@@ -131,19 +142,47 @@ def _encoding(encoding: str) -> str:
 
 def _tabular(path, validate, partition_format, fmt, options, include_path, set_column_types):
     if set_column_types is not None and not (
-        isinstance(set_column_types, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in set_column_types.items())
+        isinstance(set_column_types, dict) and all(isinstance(k, str) for k in set_column_types)
     ):
         raise ValueError(
-            "set_column_types must be a dict of column name to type name such as "
-            f'{{"age": "int"}}; got {set_column_types!r}'
+            "set_column_types must be a dict of column name to DataType such as "
+            f'{{"age": DataType.to_long()}}; got {set_column_types!r}'
         )
-    options = {**options, "include_path": bool(include_path),
-               "set_column_types": dict(set_column_types or {})}  # fmt: skip
+    given = {column: type_spec("set_column_types", column, value)
+             for column, value in (set_column_types or {}).items()}  # fmt: skip
+    options = {**options, "include_path": bool(include_path), "set_column_types": given}
     from .dataset import TabularDataset
 
     definition = _definition("tabular", path, validate, partition_format)
+    if fmt == "delimited" and options["infer_column_types"]:
+        options["column_types"] = _inferred_types(definition["sources"], options)
     return TabularDataset({**definition, "format": fmt, "options": options})
+
+
+def _inferred_types(sources: list[dict], options: dict[str, Any]) -> dict[str, dict]:
+    """Column types inferred from the start of the first file, as Azure infers them when a
+    dataset is made. Best effort: data not readable yet (``validate=False``) or in a wide
+    encoding leaves the types to pandas at each read."""
+    if codecs.lookup(options["encoding"]).name.startswith(("utf-16", "utf-32")):
+        return {}
+    from .datastore import Datastore
+    from .storage import open_file
+
+    for source in sources:
+        datastore = source.get("datastore")
+        storage = None
+        if datastore is not None and datastore["datastore_type"] != "Local":
+            storage = {datastore["root"]: Datastore.from_spec(datastore).storage_options}
+        try:
+            first = next(iter_source_files(source, None), None)
+            if first is None:
+                continue
+            with open_file(first, storage) as handle:
+                sample = handle.read(SAMPLE_BYTES)
+            return infer_types(sample, options["separator"], options["header"], options["encoding"])
+        except Exception:  # noqa: BLE001 - unreadable now is not an error until it is read
+            return {}
+    return {}
 
 
 def _definition(kind: str, path: Any, validate: bool, partition_format: str | None) -> dict:

@@ -13,6 +13,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from .column_types import apply_types, read_dtypes, type_spec
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -66,7 +68,6 @@ def read_records(
     row_groups : list of int, optional
         The row groups of a Parquet file to read.
     """
-    import pandas as pd
 
     from .storage import open_file
 
@@ -90,17 +91,18 @@ def read_records(
         frame[column] = value
     if options.get("include_path"):
         frame["Path"] = path
-    for column, type_name in options.get("set_column_types", {}).items():
-        if column not in frame.columns:
-            raise ValueError(
-                f"set_column_types names column {column!r}, which {path!r} does not have; "
-                f"columns: {list(frame.columns)}"
-            )
-        if type_name == "datetime":
-            frame[column] = pd.to_datetime(frame[column])
-        else:
-            frame[column] = frame[column].astype({"string": "str"}.get(type_name, type_name))
-    return frame
+    chosen = column_types(options)
+    return apply_types(frame, chosen, set(options.get("set_column_types") or {}), path)
+
+
+def column_types(options: dict[str, Any]) -> dict[str, dict]:
+    """The type spec of each column: those inferred when the dataset was made, then the
+    ones ``set_column_types`` gives (type names, as older definitions keep them, included)."""
+    given = {
+        column: type_spec("set_column_types", column, value) if isinstance(value, str) else value
+        for column, value in (options.get("set_column_types") or {}).items()
+    }
+    return {**(options.get("column_types") or {}), **given}
 
 
 def _parse(data: bytes, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
@@ -121,15 +123,35 @@ def _parse(data: bytes, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
         return pd.DataFrame.from_records(records)
     if not data.strip():
         return pd.DataFrame()
-    frame = pd.read_csv(
-        io.BytesIO(data),
-        sep=options["separator"],
-        header=0 if options["header"] else None,
-        encoding=options["encoding"],
-        dtype=None if options["infer_column_types"] else str,
-        keep_default_na=not options["empty_as_string"],
-        engine="python" if len(options["separator"]) > 1 else "c",
-    )
+    # Typed columns are read as their type (numbers) or as text to convert; a definition
+    # made without inference reads everything as text, one whose inference could not read
+    # the data when it was made lets pandas guess.
+    typed = read_dtypes(column_types(options))
+    if not options["header"]:
+        typed = {int(c[6:]) - 1: t for c, t in typed.items() if re.fullmatch(r"Column\d+", c)}
+
+    def read(dtype: Any) -> pd.DataFrame:
+        return pd.read_csv(
+            io.BytesIO(data),
+            sep=options["separator"],
+            header=0 if options["header"] else None,
+            encoding=options["encoding"],
+            dtype=dtype,
+            keep_default_na=not options["empty_as_string"],
+            engine="python" if len(options["separator"]) > 1 else "c",
+        )
+
+    if not options["infer_column_types"]:
+        frame = read(str)
+    else:
+        try:
+            frame = read(typed or None)
+        except ValueError:
+            if not typed:
+                raise
+            # A value the parser cannot read as its column's type: read that text, so the
+            # conversion after names the column and the value.
+            frame = read(dict.fromkeys(typed, str))
     if not options["header"]:
         frame.columns = [f"Column{i + 1}" for i in range(len(frame.columns))]
     return frame
