@@ -76,12 +76,31 @@ def format_rows(result: Any) -> bytes:
     """Output lines for ``append_row``: a DataFrame row is its values joined by spaces, a list
     element its ``str``."""
     if hasattr(result, "itertuples"):
+        result = _dates_as_one_field(result)
         lines = [" ".join(map(str, row)) for row in result.itertuples(index=False, name=None)]
     else:
         lines = [str(item) for item in result]
     if not lines:
         return b""
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _dates_as_one_field(frame: Any) -> Any:
+    """``frame`` with its date columns as ISO text: a timestamp's ``str()`` holds a space,
+    which would split it into two fields of a space-separated row. As pandas' ``to_csv``
+    writes them, a column whose times are all midnight is written as dates alone."""
+    columns = frame.select_dtypes(include=["datetime", "datetimetz"]).columns
+    if len(columns) == 0:
+        return frame
+    frame = frame.copy()
+    for column in columns:
+        values = frame[column]
+        known = values.dropna()
+        if (known == known.dt.normalize()).all():
+            frame[column] = values.dt.strftime("%Y-%m-%d")
+        else:
+            frame[column] = values.map(lambda t: t.isoformat() if t == t else t)
+    return frame
 
 
 def _load_entry_script(path: Path) -> Any:
