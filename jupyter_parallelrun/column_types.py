@@ -153,16 +153,22 @@ def _infer(values: pd.Series) -> dict[str, Any]:
     return {"type": "string"}
 
 
-def read_dtypes(types: dict[str, dict]) -> dict[str, Any]:
+def read_dtypes(types: dict[str, dict], nullable: bool = False) -> dict[str, Any]:
     """The ``dtype`` for ``pandas.read_csv`` that reads typed columns fast: numbers in the
-    parser, the rest as text for :func:`apply_types`."""
+    parser (integers as ``int64``, or ``Int64`` when ``nullable`` because one is missing),
+    the rest as text for :func:`apply_types`."""
+    import numpy as np
+    import pandas as pd
+
+    # dtype objects, not names: the parser would look each name up again for every read
+    long, floating = pd.Int64Dtype() if nullable else np.dtype("int64"), np.dtype("float64")
     dtypes = {}
     for column, spec in types.items():
         kind = spec["type"]
         if kind == "long":
-            dtypes[column] = "Int64"
+            dtypes[column] = long
         elif kind == "float" and spec.get("decimal_mark", ".") == ".":
-            dtypes[column] = "float64"
+            dtypes[column] = floating
         else:
             dtypes[column] = str
     return dtypes
@@ -180,7 +186,10 @@ def apply_types(frame: pd.DataFrame, types: dict[str, dict], required: set[str],
                 )
             continue
         try:
-            frame[column] = _convert(frame[column], spec)
+            before = frame[column]
+            after = _convert(before, spec)
+            if after is not before:
+                frame[column] = after
         except (TypeError, ValueError) as error:
             raise ValueError(
                 f"column {column!r} of {path!r} cannot be read as {_describe(spec)}: {error}"
@@ -195,15 +204,22 @@ def _describe(spec: dict[str, Any]) -> str:
 def _convert(column: pd.Series, spec: dict[str, Any]) -> pd.Series:
     import pandas as pd
 
-    kind = spec["type"]
+    kind, dtype = spec["type"], str(column.dtype)
+    # Columns the parser already read as their type (read_dtypes) are only checked.
     if kind == "long":
-        values = pd.to_numeric(column).astype("Int64")
-        return values if values.isna().any() else values.astype("int64")
+        if dtype == "int64":
+            return column
+        values = column if dtype == "Int64" else pd.to_numeric(column).astype("Int64")
+        return values if values.hasnans else values.astype("int64")
     if kind == "float":
+        if dtype == "float64":
+            return column
         if spec.get("decimal_mark", ".") == "," and not pd.api.types.is_numeric_dtype(column):
             column = column.str.replace(",", ".", regex=False)
         return pd.to_numeric(column).astype("float64")
     if kind == "string":
+        if dtype in ("object", "str", "string"):
+            return column
         text = column.astype(str)
         return text.where(column.notna(), None)
     if kind == "bool":

@@ -123,12 +123,15 @@ def _parse(data: bytes, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
         return pd.DataFrame.from_records(records)
     if not data.strip():
         return pd.DataFrame()
+
     # Typed columns are read as their type (numbers) or as text to convert; a definition
     # made without inference reads everything as text, one whose inference could not read
     # the data when it was made lets pandas guess.
-    typed = read_dtypes(column_types(options))
-    if not options["header"]:
-        typed = {int(c[6:]) - 1: t for c, t in typed.items() if re.fullmatch(r"Column\d+", c)}
+    def typed(nullable: bool = False) -> dict:
+        found = read_dtypes(column_types(options), nullable)
+        if options["header"]:
+            return found
+        return {int(c[6:]) - 1: t for c, t in found.items() if re.fullmatch(r"Column\d+", c)}
 
     def read(dtype: Any) -> pd.DataFrame:
         return pd.read_csv(
@@ -142,16 +145,22 @@ def _parse(data: bytes, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
         )
 
     if not options["infer_column_types"]:
-        frame = read(str)
-    else:
-        try:
-            frame = read(typed or None)
-        except ValueError:
-            if not typed:
-                raise
-            # A value the parser cannot read as its column's type: read that text, so the
-            # conversion after names the column and the value.
-            frame = read(dict.fromkeys(typed, str))
+        return _columns_named(read(str), options)
+    try:
+        return _columns_named(read(typed() or None), options)
+    except ValueError:
+        if not typed():
+            raise
+    # An integer column with a missing value, or a value the parser cannot read as its
+    # column's type: read nullable integers, then that text, so the conversion after names
+    # the column and the value.
+    try:
+        return _columns_named(read(typed(nullable=True)), options)
+    except ValueError:
+        return _columns_named(read(dict.fromkeys(typed(), str)), options)
+
+
+def _columns_named(frame: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
     if not options["header"]:
         frame.columns = [f"Column{i + 1}" for i in range(len(frame.columns))]
     return frame

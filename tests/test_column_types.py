@@ -50,6 +50,11 @@ def test_every_mini_batch_reads_the_same_types(tmp_path):
     assert all(batch["qty"].dtype == "int64" for batch in batches)
     assert batches[-1]["code"].tolist()[-1] == "199" and batches[-1]["code"].iloc[0][0] != "x"
     assert {type(code) for batch in batches for code in batch["code"]} == {str}
+    # A missing integer in one range: that range reads nullable integers, the others int64.
+    rows[-1] = "199,"
+    (tmp_path / "codes.csv").write_text("\n".join(rows) + "\n")
+    last = [load_mini_batch(b.spec) for b in iter_mini_batches(dataset, "1KB")][-1]
+    assert str(last["qty"].dtype) == "Int64" and last["qty"].isna().sum() == 1
 
 
 def test_set_column_types_takes_azures_data_types(tmp_path):
