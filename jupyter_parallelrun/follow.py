@@ -114,6 +114,9 @@ class Follower:
             text = progress_line(step)
             if step["retries"]:
                 text += f", {step['retries']} retries"
+            starting = sum(w["state"] == "starting" for w in step["workers"])
+            if starting:  # init() can take long (a model to load): say why nothing moves
+                text += f", {starting} of {len(step['workers'])} processes starting"
             parts.append(text)
         line = " | ".join(parts)
         if line == self.line:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,9 @@ from jupyter_parallelrun.demo import (
     evaluate_digit_model,
     load_training_arrays,
     make_digit_images,
-    run_demo,
     train_digit_model,
 )
-from jupyter_parallelrun.demo.digits import to_model_input
+from jupyter_parallelrun.demo.digits import split_digits, to_model_input
 
 pytest.importorskip("keras")
 
@@ -61,12 +62,32 @@ def test_make_digit_images_writes_28x28_gray_pngs_and_their_labels(tmp_path: Pat
 
 
 def test_make_digit_images_beyond_the_source_digits_are_all_different(tmp_path: Path) -> None:
-    folder = make_digit_images(tmp_path, count=1797 * 2 + 5)
+    held_out = len(split_digits()[1])
+    folder = make_digit_images(tmp_path, count=held_out * 9 + 5)
 
     pixels = {Image.open(p).tobytes() for p in folder.glob("*.png")}
-    assert len(pixels) == 1797 * 2 + 5
+    assert len(pixels) == held_out * 9 + 5
     labels = dict(read_labels(folder))
-    assert labels["digit_01797.png"] == labels["digit_00000.png"]
+    assert labels[f"digit_{held_out:05d}.png"] == labels["digit_00000.png"]
+
+
+def test_images_show_only_digits_held_out_of_training(tmp_path: Path) -> None:
+    train_idx, held_out_idx = split_digits()
+    x_train, _, x_test, _ = load_training_arrays()
+    folder = make_digit_images(tmp_path, count=len(held_out_idx) * 2)
+
+    assert not set(train_idx) & set(held_out_idx)
+    assert len(train_idx) + len(held_out_idx) == 1797 and len(x_test) == len(held_out_idx)
+    trained_on = {image.tobytes() for image in x_train}
+    files = [to_model_input(np.asarray(Image.open(p).convert("L"))) for p in folder.glob("*.png")]
+    assert not [f for f in files if f.tobytes() in trained_on]
+    # every held-out digit is among the images, unshifted, in the first pass
+    assert {image.tobytes() for image in x_test} <= {f.tobytes() for f in files}
+    everything = make_digit_images(tmp_path / "all", count=1797, split_seed=None)
+    assert sum(
+        to_model_input(np.asarray(Image.open(p).convert("L"))).tobytes() in trained_on
+        for p in everything.glob("*.png")
+    ) == len(train_idx)
 
 
 def test_make_digit_images_is_deterministic(tmp_path: Path) -> None:
@@ -146,14 +167,51 @@ def test_entry_script_finds_the_model_file_in_a_registered_folder(
 
 
 @pytest.mark.slow
-def test_run_demo_end_to_end(tmp_path: Path) -> None:
-    summary = run_demo(tmp_path, images=300, processes=2, show_output=False)
-
-    assert summary["status"] == "Completed"
-    assert summary["items"] == summary["rows"] == 300
-    assert summary["duplicate_rows"] == summary["missing_rows"] == summary["unknown_rows"] == 0
-    assert summary["items_done"] == 300 and summary["items_failed"] == 0
-    assert summary["mini_batches"] == 3
-    assert summary["accuracy"] > 0.85
-    assert summary["passed"]
-    assert Path(summary["result_file"]).is_file()
+def test_demo_command_prints_each_phase_as_it_happens_without_tensorflow_noise(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_parallelrun.demo", "--workdir", str(workdir)]
+        + ["--images", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("training the Keras CNN"):
+                # said before the work, not after: nothing is trained yet
+                assert demo.poll() is None
+                assert (workdir / "images" / "labels.csv").is_file()
+                assert not (workdir / "model" / "digit_model.keras").exists()
+            if line.startswith("submitting the ParallelRunStep"):
+                assert not list(workdir.glob("outputs/**/digit_outputs.txt"))
+        assert demo.wait(timeout=600) == 0, "".join(lines)
+    finally:
+        demo.kill()
+    text = "".join(lines)
+    phases = [
+        "rendering 300 digit images (28x28 PNG) from the 360 scikit-learn digits held out",
+        "  written in ",
+        "training the Keras CNN on the other 1437 digits",
+        "  trained in ",
+        "registering the model 'mnist'",
+        "submitting the ParallelRunStep 'predict-digits': 300 images",
+        "predict-digits: ",  # the live progress line
+        "Run digit_identification_",
+        "status           Completed",
+    ]
+    at = [text.find(phase) for phase in phases]
+    assert -1 not in at and at == sorted(at), list(zip(phases, at, strict=True))
+    assert "images           300  (done 300, failed 0)" in text
+    assert "mini-batches     3  (failed 0)" in text
+    assert "output rows      300  (duplicates 0, missing 0, unknown 0)" in text
+    assert "on images of held-out digits only, none trained on" in text
+    assert text.rstrip().endswith("PASSED")
+    for noise in ("absl::InitializeLog", "oneDNN", "TF_ENABLE_ONEDNN_OPTS", "cuda"):
+        assert noise not in text
+        for log in workdir.glob(".parallelrun/runs/*/logs/workers/*.txt"):
+            assert noise not in log.read_text(), log

@@ -5,7 +5,9 @@ scikit-learn ships 1797 handwritten digits as 8×8 arrays of values 0–16
 MNIST draws its digits: scaled to 0–255, resized to a 20×20 box and centred on a 28×28 black
 canvas. :func:`make_digit_images` writes them as PNG files for the batch job to score and
 :func:`load_training_arrays` gives the same renderings as arrays to train the model on, so that
-the model sees exactly what the entry script reads back from a PNG.
+the model sees exactly what the entry script reads back from a PNG. :func:`split_digits`
+splits the 1797 digits once: the model trains on one part, and the images are drawn from the
+other, held-out part, so the batch job scores handwriting the model never saw.
 """
 
 from __future__ import annotations
@@ -36,11 +38,38 @@ SHIFTS: tuple[tuple[int, int], ...] = (
 )
 
 
+#: Share of the 1797 digits held out of training.
+TEST_FRACTION = 0.2
+
+
 def _source_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     return digits.images, digits.target.astype(np.int64)
+
+
+def split_digits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and the held-out digits among the 1797 (stratified by label).
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Seed of the split; :func:`load_training_arrays` and :func:`make_digit_images` given the
+        same seed use the same split.
+
+    Returns
+    -------
+    train, held_out : numpy.ndarray
+        Indices into :func:`sklearn.datasets.load_digits`: 1437 and 360 of them.
+    """
+    from sklearn.model_selection import train_test_split
+
+    _, labels = _source_digits()
+    train, held_out = train_test_split(
+        np.arange(len(labels)), test_size=TEST_FRACTION, random_state=seed, stratify=labels
+    )
+    return train, held_out
 
 
 def render_digit(
@@ -94,12 +123,15 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, dtype=np.float32) / 255.0)[..., np.newaxis]
 
 
-def make_digit_images(folder: str | Path, count: int = 3000, seed: int = 0) -> Path:
+def make_digit_images(
+    folder: str | Path, count: int = 3000, seed: int = 0, split_seed: int | None = 0
+) -> Path:
     """Write ``count`` handwritten digit images as PNG files, with their labels.
 
-    The 1797 digits of :func:`sklearn.datasets.load_digits` are taken in an order shuffled by
-    ``seed``; past 1797, they are used again, each further pass moved by a pixel (and, after
-    nine passes, slightly dimmed) so that no two files are the same.
+    The images are drawn from the 360 digits held out of training by ``split_digits(split_seed)``
+    (all 1797 of :func:`sklearn.datasets.load_digits` with ``split_seed=None``), in an order
+    shuffled by ``seed``; once all are used, they are used again, each further pass moved by a
+    pixel (and, after nine passes, slightly dimmed) so that no two files are the same.
 
     Parameters
     ----------
@@ -110,6 +142,10 @@ def make_digit_images(folder: str | Path, count: int = 3000, seed: int = 0) -> P
         Number of images, at least 1.
     seed : int, default 0
         Seed of the order in which the source digits are drawn.
+    split_seed : int or None, default 0
+        The seed the model is trained with (:func:`load_training_arrays`,
+        ``train_digit_model``): only the digits that split holds out are drawn, so none of
+        the images shows a digit the model was trained on. None draws from all 1797.
 
     Returns
     -------
@@ -127,11 +163,12 @@ def make_digit_images(folder: str | Path, count: int = 3000, seed: int = 0) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     digits, labels = _source_digits()
-    order = np.random.default_rng(seed).permutation(len(digits))
+    pool = np.arange(len(digits)) if split_seed is None else split_digits(split_seed)[1]
+    order = pool[np.random.default_rng(seed).permutation(len(pool))]
     width = max(5, len(str(count - 1)))
     rows = []
     for index in range(count):
-        pass_index, position = divmod(index, len(digits))
+        pass_index, position = divmod(index, len(order))
         source = order[position]
         shift, intensity = _variant(pass_index)
         name = f"digit_{index:0{width}d}.png"
@@ -146,24 +183,19 @@ def make_digit_images(folder: str | Path, count: int = 3000, seed: int = 0) -> P
 
 
 def load_training_arrays(
-    seed: int = 0, test_fraction: float = 0.2
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training and test arrays rendered exactly like the PNG files of :func:`make_digit_images`.
 
-    The 1797 digits are split (stratified by label) into a training and a test part. The
-    training part is given in all nine one-pixel shifts that the image files can carry, so that
-    the model knows them; the test part is given unshifted.
-
-    The images a demo batch job scores are made from the same 1797 digits, so they overlap
-    with the training data: the accuracy the demo reports shows that the pipeline works end to
-    end, not how well the model generalises. The test part here is the honest measure.
+    The 1797 digits are split by :func:`split_digits` into a training part and a held-out
+    part. The training part is given in all nine one-pixel shifts that the image files can
+    carry, so that the model knows them; the held-out part is given unshifted, as the test
+    set. The demo's images are drawn from the same held-out part.
 
     Parameters
     ----------
     seed : int, default 0
         Seed of the split.
-    test_fraction : float, default 0.2
-        Share of the digits held out for testing.
 
     Returns
     -------
@@ -171,12 +203,8 @@ def load_training_arrays(
         Images as ``(n, 28, 28, 1)`` ``float32`` in [0, 1] (see :func:`to_model_input`),
         labels as ``(n,)`` ``int64`` digits 0–9.
     """
-    from sklearn.model_selection import train_test_split
-
     digits, labels = _source_digits()
-    train_idx, test_idx = train_test_split(
-        np.arange(len(digits)), test_size=test_fraction, random_state=seed, stratify=labels
-    )
+    train_idx, test_idx = split_digits(seed)
     x_train = np.stack([render_digit(digits[i], shift) for shift in SHIFTS for i in train_idx])
     y_train = np.tile(labels[train_idx], len(SHIFTS))
     x_test = np.stack([render_digit(digits[i]) for i in test_idx])

@@ -6,7 +6,10 @@ The model takes ``(28, 28, 1)`` ``float32`` images in [0, 1] (see
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .digits import load_training_arrays
@@ -46,9 +49,7 @@ def train_digit_model(
     'digit_model.keras'
     """
     # TensorFlow is an optional extra (``[demo]``) and takes seconds to import: only here.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    keras, tf = import_tensorflow()
 
     _use_all_cores(tf)
     keras.utils.set_random_seed(seed)
@@ -94,13 +95,40 @@ def evaluate_digit_model(model_path: str | Path, seed: int = 0) -> float:
     float
         Share of test digits classified right, in [0, 1].
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
+    keras, _ = import_tensorflow()
     _, _, x_test, y_test = load_training_arrays(seed=seed)
     model = keras.models.load_model(model_path)
     predicted = model.predict_on_batch(x_test).argmax(axis=1)
     return float((predicted == y_test).mean())
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to /dev/null meanwhile.
+
+    TensorFlow 2.19 and later print absl and oneDNN notices while they are imported, before
+    ``TF_CPP_MIN_LOG_LEVEL`` applies (tensorflow/tensorflow#100442). Python's own errors are
+    unaffected: an import that fails raises after stderr is back.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def import_tensorflow():
+    """``(keras, tensorflow)``, imported without their start-up notices on stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later C++ info and warnings too
+    with native_stderr_silenced():
+        import keras
+        import tensorflow as tf
+    return keras, tf
 
 
 def _use_all_cores(tf) -> None:

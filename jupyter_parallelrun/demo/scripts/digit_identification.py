@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import os
 
-# Before TensorFlow is imported: keep its C++ start-up notices out of the worker logs.
+# Keep TensorFlow's start-up notices out of the worker logs: its C++ logs below warnings, and
+# the absl and oneDNN lines that TensorFlow 2.19+ prints while it is imported, before that
+# setting applies (tensorflow/tensorflow#100442), by pointing stderr at /dev/null meanwhile.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
+_stderr, _null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+os.dup2(_null, 2)
+try:
+    import keras  # noqa: E402
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
+    os.close(_null)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
