@@ -26,6 +26,16 @@ from .environment_check import (
     EnvironmentWarning,
     check_environment,
 )
+from .environment_sections import (
+    ContainerRegistry,
+    DatabricksSection,
+    DockerSection,
+    RSection,
+    SparkPackage,
+    SparkSection,
+    section_from_spec,
+    to_plain,
+)
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -33,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CPU_IMAGE",
     "DEFAULT_GPU_IMAGE",
+    "ContainerRegistry",
     "DatabricksSection",
     "DockerSection",
     "Environment",
@@ -58,85 +69,6 @@ class PythonSection:
     conda_dependencies: CondaDependencies | None = None
     interpreter_path: str | None = None
     user_managed_dependencies: bool = False
-
-
-@dataclasses.dataclass
-class DockerSection:
-    """Docker settings of an Environment: recorded and reported, not applied."""
-
-    enabled: bool = False
-    base_image: str | None = DEFAULT_CPU_IMAGE
-    base_dockerfile: str | None = None
-    build_context: Any = None
-    shm_size: str | None = None
-    shared_volumes: bool = True
-    gpu_support: bool = False
-    arguments: list[str] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class SparkPackage:
-    """A Spark package (Maven coordinates) of :class:`SparkSection`."""
-
-    group: str | None = None
-    artifact: str | None = None
-    version: str | None = None
-
-
-@dataclasses.dataclass
-class SparkSection:
-    """Spark settings of an Environment (Azure's defaults): recorded and reported, not applied."""
-
-    repositories: list[str] = dataclasses.field(default_factory=list)
-    packages: list[SparkPackage] = dataclasses.field(default_factory=list)
-    precache_packages: bool = True
-
-
-@dataclasses.dataclass
-class DatabricksSection:
-    """Databricks libraries of an Environment: recorded and reported, not applied."""
-
-    maven_libraries: list[Any] = dataclasses.field(default_factory=list)
-    pypi_libraries: list[Any] = dataclasses.field(default_factory=list)
-    rcran_libraries: list[Any] = dataclasses.field(default_factory=list)
-    jar_libraries: list[Any] = dataclasses.field(default_factory=list)
-    egg_libraries: list[Any] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class RSection:
-    """The R of an Environment (``env.r = RSection()``): recorded and reported, not applied."""
-
-    r_version: str | None = None
-    user_managed: bool = False
-    rscript_path: str | None = None
-    snapshot_date: str | None = None
-    cran_packages: list[Any] = dataclasses.field(default_factory=list)
-    github_packages: list[Any] = dataclasses.field(default_factory=list)
-    custom_url_packages: list[str] = dataclasses.field(default_factory=list)
-    bioconductor_packages: list[str] = dataclasses.field(default_factory=list)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON: Azure's library objects (MavenLibrary, CranPackage, ...) by their
-    attributes, anything else unknown by its text."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "__dict__"):
-        return {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_")}
-    return str(value)
-
-
-def _section(cls: type, spec: dict[str, Any] | None) -> Any:
-    """``cls`` from its stored fields, ignoring fields a later version may have added."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in (spec or {}).items() if k in names})
 
 
 class Environment:
@@ -168,10 +100,13 @@ class Environment:
         self.environment_variables: dict[str, str] = {}
 
     @classmethod
-    def from_pip_requirements(cls, name: str, file_path: str | os.PathLike) -> Environment:
+    def from_pip_requirements(
+        cls, name: str, file_path: str | os.PathLike, pip_version: str | None = None
+    ) -> Environment:
         """An environment whose pip packages are the requirements in ``file_path``.
 
-        Option lines (``-r``, ``--index-url``, ...) and comments are skipped.
+        Option lines (``-r``, ``--index-url``, ...) and comments are skipped. ``pip_version``
+        is recorded as Azure records it (a conda package ``pip=<version>``).
         """
         path = Path(file_path)
         if not path.is_file():
@@ -181,6 +116,7 @@ class Environment:
             line = re.sub(r"(^|\s)#.*$", "", raw).strip()
             if line and not line.startswith("-"):
                 deps.add_pip_package(line)
+        deps.add_conda_package(f"pip={pip_version}" if pip_version else "pip")
         env = cls(name)
         env.python.conda_dependencies = deps
         return env
@@ -191,6 +127,79 @@ class Environment:
         env = cls(name)
         env.python.conda_dependencies = CondaDependencies(file_path)
         return env
+
+    @classmethod
+    def from_docker_image(
+        cls,
+        name: str,
+        image: str,
+        container_registry: Any = None,
+        conda_specification: str | os.PathLike | None = None,
+        pip_requirements: str | os.PathLike | None = None,
+    ) -> Environment:
+        """An environment on a Docker image, as Azure's: the image is recorded and reported,
+        not applied (the workers run on this machine). Of ``container_registry`` only its
+        address and username are kept: its password has no use here and is not stored."""
+        env = cls._from_dependencies(name, conda_specification, pip_requirements)
+        env.docker.base_image = image
+        env.docker.base_dockerfile = None
+        if container_registry is not None:
+            env.docker.base_image_registry = ContainerRegistry(
+                address=getattr(container_registry, "address", None),
+                username=getattr(container_registry, "username", None),
+            )
+        return env
+
+    @classmethod
+    def from_dockerfile(
+        cls,
+        name: str,
+        dockerfile: str | os.PathLike,
+        conda_specification: str | os.PathLike | None = None,
+        pip_requirements: str | os.PathLike | None = None,
+    ) -> Environment:
+        """An environment built from a Dockerfile (its text, or a path to it), as Azure's:
+        recorded and reported, not applied."""
+        env = cls._from_dependencies(name, conda_specification, pip_requirements)
+        path = Path(dockerfile)
+        env.docker.base_dockerfile = (
+            path.read_text(encoding="utf-8")
+            if "\n" not in str(dockerfile) and path.is_file()
+            else str(dockerfile)
+        )
+        env.docker.base_image = None
+        return env
+
+    @classmethod
+    def _from_dependencies(
+        cls,
+        name: str,
+        conda_specification: str | os.PathLike | None,
+        pip_requirements: str | os.PathLike | None,
+    ) -> Environment:
+        if conda_specification and pip_requirements:
+            raise ValueError(
+                "give conda_specification or pip_requirements, not both; got "
+                f"conda_specification={str(conda_specification)!r}, "
+                f"pip_requirements={str(pip_requirements)!r}"
+            )
+        if conda_specification:
+            return cls.from_conda_specification(name, conda_specification)
+        if pip_requirements:
+            return cls.from_pip_requirements(name, pip_requirements)
+        env = cls(name)
+        env.python.user_managed_dependencies = True
+        return env
+
+    @staticmethod
+    def list(workspace: Workspace) -> dict[str, Environment]:
+        """The environments registered in ``workspace``, by name (each its latest version)."""
+        names = sorted({n for n, _, _ in workspace.store.entries("environment")})
+        return {name: Environment.get(workspace, name) for name in names}
+
+    def clone(self, new_name: str) -> Environment:
+        """A copy of this environment under ``new_name``, not registered."""
+        return Environment.from_spec({**self.to_spec(), "name": new_name, "version": None})
 
     def register(self, workspace: Workspace) -> Environment:
         """Store this environment in ``workspace``: a new version when it changed."""
@@ -232,10 +241,10 @@ class Environment:
                 "conda_dependencies": None if deps is None else deps.to_spec(),
             },
             "environment_variables": dict(self.environment_variables),
-            "docker": _plain(self.docker),
-            "spark": _plain(self.spark),
-            "databricks": _plain(self.databricks),
-            "r": None if self.r is None else _plain(self.r),
+            "docker": to_plain(self.docker),
+            "spark": to_plain(self.spark),
+            "databricks": to_plain(self.databricks),
+            "r": None if self.r is None else to_plain(self.r),
             "inferencing_stack_version": self.inferencing_stack_version,
         }
 
@@ -251,13 +260,18 @@ class Environment:
             interpreter_path=python.get("interpreter_path"),
             user_managed_dependencies=bool(python.get("user_managed_dependencies")),
         )
-        env.docker = _section(DockerSection, spec.get("docker"))
-        env.spark = _section(SparkSection, spec.get("spark"))
+        env.docker = section_from_spec(DockerSection, spec.get("docker"))
+        if not isinstance(env.docker.base_image_registry, ContainerRegistry):
+            env.docker.base_image_registry = section_from_spec(
+                ContainerRegistry, env.docker.base_image_registry
+            )
+        env.spark = section_from_spec(SparkSection, spec.get("spark"))
         env.spark.packages = [
-            _section(SparkPackage, p) if isinstance(p, dict) else p for p in env.spark.packages
+            section_from_spec(SparkPackage, p) if isinstance(p, dict) else p
+            for p in env.spark.packages
         ]
-        env.databricks = _section(DatabricksSection, spec.get("databricks"))
-        env.r = None if spec.get("r") is None else _section(RSection, spec["r"])
+        env.databricks = section_from_spec(DatabricksSection, spec.get("databricks"))
+        env.r = None if spec.get("r") is None else section_from_spec(RSection, spec["r"])
         env.inferencing_stack_version = spec.get("inferencing_stack_version")
         env.environment_variables = dict(spec.get("environment_variables") or {})
         return env

@@ -317,6 +317,7 @@ _NOT_APPLIED: dict[str, dict[str, Any]] = {
         "base_image": DEFAULT_CPU_IMAGE,
         "base_dockerfile": None,
         "build_context": None,
+        "base_image_registry": {"address": None, "username": None, "registry_identity": None},
         "shm_size": None,
         "shared_volumes": True,
         "gpu_support": False,

@@ -143,3 +143,52 @@ def test_interpreter_path_runs_the_check_in_that_python(tmp_path):
     broken.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     with pytest.raises(EnvironmentCheckError, match="failed to report its packages: broken"):
         check_environment(environment("pandas", interpreter_path=str(broken)).to_spec())
+
+
+def test_azure_constructors_list_and_clone(ws, tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pandas\n")
+    env = Environment.from_pip_requirements("scoring", requirements, pip_version="23.3")
+    assert env.python.conda_dependencies.conda_packages == ["pip=23.3"]
+
+    class Registry:  # Azure's ContainerRegistry: address, username, password
+        address, username, password = "myregistry.azurecr.io", "me", "secret"
+
+    image = Environment.from_docker_image(
+        "img", "my/image:2", Registry(), pip_requirements=requirements
+    )
+    assert image.docker.base_image == "my/image:2"
+    assert image.docker.base_image_registry.address == "myregistry.azurecr.io"
+    assert "secret" not in str(image.to_spec())
+    plain = Environment("plain")
+    plain.docker.base_image_registry.address = "other.azurecr.io"
+    plain.docker.base_image_registry.password = "secret"
+    assert "secret" not in str(plain.to_spec())
+    again = Environment.from_spec(plain.to_spec())
+    assert again.docker.base_image_registry.address == "other.azurecr.io"
+    assert (
+        "base_image_registry={'address': 'other.azurecr.io', 'username': None"
+        in (check_environment(plain.to_spec())[0])
+    )
+    assert image.python.conda_dependencies.pip_packages == ["pandas"]
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM ubuntu:22.04\nRUN echo hi\n")
+    built = Environment.from_dockerfile("file", str(dockerfile))
+    assert built.docker.base_dockerfile == "FROM ubuntu:22.04\nRUN echo hi\n"
+    assert built.docker.base_image is None and built.python.user_managed_dependencies
+    assert Environment.from_dockerfile("text", "FROM ubuntu:22.04\n").docker.base_dockerfile == (
+        "FROM ubuntu:22.04\n"
+    )
+    notes = check_environment(image.to_spec())
+    assert "docker (base_image='my/image:2', base_image_registry=" in notes[0]
+    assert "base_dockerfile='FROM ubuntu:22.04" in check_environment(built.to_spec())[0]
+    with pytest.raises(ValueError, match="conda_specification or pip_requirements, not both"):
+        Environment.from_docker_image("x", "i", None, str(requirements), str(requirements))
+
+    image.register(ws)
+    copy = image.clone("img-copy")
+    assert copy.name == "img-copy" and copy.version is None
+    assert {**copy.to_spec(), "name": "img"} == {**image.to_spec(), "version": None}
+    copy.register(ws)
+    assert sorted(Environment.list(ws)) == ["img", "img-copy"]
+    assert Environment.list(ws)["img"].docker.base_image == "my/image:2"

@@ -72,6 +72,35 @@ def test_azure_sample_pins_are_warnings_not_errors():
     assert len(check_environment(environment("pandas>=99").to_spec())) == 1
 
 
+def test_the_iris_sample_environment_as_written():
+    # Azure's tabular-dataset-inference-iris.ipynb, its environment cell with the imports changed
+    deps = CondaDependencies.create(
+        python_version="3.8",
+        conda_packages=["pip==20.2.4"],
+        pin_sdk_version=False,
+        pip_packages=[
+            "numpy==1.19.5",
+            "pandas==1.4.4",
+            "scikit-learn==0.22.2",
+            "azureml-core==1.54.0",
+            "azureml-dataset-runtime[fuse]==1.54.0",
+        ],
+    )
+    predict_env = Environment(name="predict_environment")
+    predict_env.python.conda_dependencies = deps
+    predict_env.spark.precache_packages = False
+    notes = check_environment(predict_env.to_spec())
+    assert [n.split(": ", 1)[1].split(";")[0] for n in notes] == [
+        "settings recorded, not applied (the workers run as local processes of this machine, "
+        "with no container or cluster image): spark (precache_packages=False)",
+        "pins 'numpy==1.19.5'",
+        "pins 'pandas==1.4.4'",
+        "pins 'scikit-learn==0.22.2'",
+        "asks for python=3.8",
+    ]
+    assert worker_variables(predict_env.to_spec()) == {PANDAS_OBJECT_STRINGS: "1"}
+
+
 def _site(tmp_path, *dists: tuple[str, str, str | None]):
     """A site folder with these distributions installed (name, version, top-level module),
     and a Python that sees it besides the notebook's own packages."""
