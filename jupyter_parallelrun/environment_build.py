@@ -211,9 +211,11 @@ def build_local(
     root = workspace.path / "environments"
     folder = root / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', env.name)}-{key}"
     python = folder / "bin" / "python"
-    if (folder / "built.json").is_file():
+    if (folder / "built.json").is_file() and python.exists():
         print(f"{label}: using the environment built earlier at {folder}")
     else:
+        # A folder without its Python was damaged after its build: it is built again.
+        shutil.rmtree(folder, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
         _build(label, folder, what, pins + requirements, options, variables, package)
     env.python.interpreter_path = str(python)

@@ -77,6 +77,10 @@ def test_a_run_with_a_built_environment_runs_its_workers_there(ws, write_script,
     assert again.build_local(ws) == python
     assert "using the environment built earlier" in capsys.readouterr().out
     assert json.loads((folder / "built.json").read_text()) == built
+    # One damaged after its build is built again.
+    (folder / "bin" / "python").unlink()
+    assert again.build_local(ws) == python and Path(python).exists()
+    assert "building a virtual environment" in capsys.readouterr().out
     # A registered environment keeps the built Python with it.
     assert Environment.get(ws, env.register(ws).name).python.interpreter_path == python
 
