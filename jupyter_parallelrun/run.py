@@ -73,6 +73,11 @@ class Experiment:
         run_id = f"{self.name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
         plan = make_plan(ws, config, pipeline_parameters, run_id, self.name)
         plan["submitted_by"] = getpass.getuser()
+        # Before the run exists: a filter that makes EnvironmentWarning an error refuses the
+        # submission instead of leaving a started run without its handle.
+        for step in plan["steps"]:
+            for message in step["warnings"]:
+                warn_each_time(f"step {step['name']!r}: {message}")
         ws.store.create_run(
             id=run_id,
             experiment=self.name,
@@ -93,9 +98,6 @@ class Experiment:
             )
         pid = start_runner(ws, run_id)
         ws.store.update_run(run_id, runner_pid=pid)
-        for step in plan["steps"]:
-            for message in step["warnings"]:
-                warn_each_time(f"step {step['name']!r}: {message}")
         return PipelineRun(self, run_id)
 
     def get_runs(self, type: str | None = None, tags: Any = None) -> list[PipelineRun]:

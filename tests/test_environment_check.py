@@ -256,6 +256,13 @@ def test_warnings_are_shown_at_submit_and_kept_with_the_run(ws, write_script, fi
     ]
     runner_log = (step._folder / "logs" / "runner.txt").read_text()
     assert "pins 'tensorflow==2.13.0'" in runner_log
+    # Made an error by the user's filter, a warning refuses the submission: no run is left.
+    runs = len(ws.store.list_runs())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EnvironmentWarning)
+        with pytest.raises(EnvironmentWarning, match="pins 'pandas==1.4.4'"):
+            submit_step(ws, write_script(ECHO_SCRIPT), file_dataset(files(3)), environment=env)
+    assert len(ws.store.list_runs()) == runs
     # A run without an environment says nothing.
     with warnings.catch_warnings():
         warnings.simplefilter("error", EnvironmentWarning)
