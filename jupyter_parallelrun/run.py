@@ -7,6 +7,7 @@ the store at that moment, so a handle made in another kernel, a terminal or afte
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shutil
@@ -21,11 +22,10 @@ from .metrics import MetricsLogging, OfflineRun
 from .progress import RunWatcher, progress_line, run_state, summary_text
 from .run_details import run_details, run_html
 from .store import FINAL_STATUSES
-from .workspace import RUN_ID_ENV, WORKSPACE_ENV
+from .workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
-    from .workspace import Workspace
 
 
 class ActivityFailedException(RuntimeError):
@@ -148,9 +148,7 @@ class Run(MetricsLogging):
         """
         run_id, folder = os.environ.get(RUN_ID_ENV), os.environ.get(WORKSPACE_ENV)
         if run_id and folder:
-            from .workspace import Workspace
-
-            return Run.get(Workspace.from_config(folder), run_id)
+            return _context_run(folder, run_id)
         if not allow_offline:
             raise RuntimeError(
                 "Run.get_context(allow_offline=False): this code is not running inside a run "
@@ -326,6 +324,12 @@ class Run(MetricsLogging):
         # the run's folder). IPython shows a run through _ipython_display_ (its RunDetails);
         # this is the HTML for where HTML is asked for (display(HTML(...)), other renderers).
         return run_html(self._record, self._folder)
+
+
+@functools.lru_cache(maxsize=4)
+def _context_run(folder: str, run_id: str) -> Run:
+    # One handle (and store connection) per worker process, however often run() asks.
+    return Run.get(Workspace.from_config(folder), run_id)
 
 
 class PipelineRun(Run):
