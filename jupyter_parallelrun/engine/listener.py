@@ -118,7 +118,8 @@ class WorkerListener:
         self._events: SimpleQueue = SimpleQueue()
         self._slots = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
 
     def _accept(self) -> None:
         while not self._closed:

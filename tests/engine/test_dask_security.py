@@ -65,7 +65,7 @@ def test_a_dask_run_keeps_its_key_and_store_from_others_and_survives_strangers(
     assert len(refused) >= 4, log
     assert any("wrong authkey" in line for line in refused), log
     assert any(f"within {HANDSHAKE_TIMEOUT}s" in line for line in refused), log
-    # The key is the run's own: nothing the run leaves behind holds it.
-    for path in ws.path.rglob("*"):
+    # The key is the run's own: nothing the run or the cluster leaves behind holds it.
+    for path in [*ws.path.rglob("*"), *cluster.folder.rglob("*.log")]:
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from multiprocessing.connection import Client
 from pathlib import Path
 
+import pytest
 from conftest import assert_guarantee, file_dataset, submit_step
-from intruders import KEY_SCRIPT, besiege
+from intruders import KEY_SCRIPT, besiege, half_open, knock
 
 from jupyter_parallelrun import Environment
+from jupyter_parallelrun.engine import listener as listener_module
+from jupyter_parallelrun.engine.listener import WorkerListener
 
 HANDSHAKE_TIMEOUT = 10  # the run's heartbeat_timeout
 
@@ -76,3 +81,56 @@ def test_a_worker_under_another_interpreter_gets_its_key_unseen(
     env.python.interpreter_path = str(interpreter)
     run = _besieged_run(open_ws, write_script, files, tmp_path / "siege", environment=env)
     _assert_all_workers_served(open_ws, run)
+
+
+def _events(listener, count: int, timeout: float = 30) -> list:
+    deadline, seen = time.monotonic() + timeout, []
+    while len(seen) < count:
+        assert time.monotonic() < deadline, f"only {seen} within {timeout:g}s"
+        seen += list(listener.events())
+        time.sleep(0.02)
+    return seen
+
+
+@pytest.mark.parametrize("family", ["AF_UNIX", "AF_INET"])
+def test_the_listener_lets_a_worker_in_past_a_silent_peer_and_logs_each_stranger(family):
+    address = ("127.0.0.1", 0) if family == "AF_INET" else None
+    listener = WorkerListener(family, address, ["process000"], handshake_timeout=2)
+    silent = half_open(family, listener.address)
+    try:
+        knock(family, listener.address)
+        worker = Client(listener.address, family=family, authkey=listener.authkey)
+        worker.send(("hello", "process000", os.getpid(), 0))
+        stranger = Client(listener.address, family=family, authkey=listener.authkey)
+        stranger.send(("hello", "someone-else", os.getpid(), 0))
+        events = _events(listener, 6)
+    finally:
+        silent.close()
+        listener.close()
+    (arrival,) = [e for e in events if not isinstance(e, str)]
+    assert arrival[:3] == ("process000", os.getpid(), 0)
+    arrival[3].send(("mb", 0, {}))  # the connection is the worker's, open both ways
+    assert worker.recv() == ("mb", 0, {})
+    refused = sorted(e for e in events if isinstance(e, str))
+    assert len(refused) == 5 and all("refused a connection from" in e for e in refused)
+    text = "\n".join(refused)
+    for reason in ("wrong authkey", "within 2s", "instead of a hello", "broke off the handshake"):
+        assert reason in text, text
+    listener._thread.join(timeout=5)
+    assert not listener._thread.is_alive(), "close() left the accept thread blocked"
+    if family == "AF_UNIX":
+        assert not os.path.exists(listener.address)
+
+
+def test_connections_beyond_the_handshakes_in_progress_are_closed_at_once(monkeypatch):
+    monkeypatch.setattr(listener_module, "MAX_HANDSHAKES", 1)
+    listener = WorkerListener("AF_UNIX", None, ["process000"], handshake_timeout=30)
+    silent = half_open("AF_UNIX", listener.address)
+    try:
+        with half_open("AF_UNIX", listener.address) as extra:
+            assert extra.recv(1) == b""  # hung up on at once, not after 30s
+        (refused,) = _events(listener, 1)
+        assert refused.startswith("refused a connection: 1 handshakes are already in progress")
+    finally:
+        silent.close()
+        listener.close()
