@@ -172,8 +172,23 @@ def fetch_files(urls: Sequence[str], folder: str, storage: dict[str, dict] | Non
     for fs, remote, partial in by_root.values():
         for path in partial:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        # One call per filesystem: adlfs runs the downloads concurrently on its event loop.
-        fs.get(remote, partial)
+        _get_files(fs, remote, partial)
         for path in partial:
             os.replace(path, path[: -len(".partial")])
     return local
+
+
+def _get_files(fs: Any, remote: list[str], local: list[str]) -> None:
+    """Download each ``remote`` blob to ``local``, all at once on adlfs's event loop.
+
+    ``fs.get(list, list)`` would first ask the service about every path (one more request per
+    file, as many again as the downloads); the files of a mini-batch are known to exist.
+    """
+    import asyncio
+
+    from fsspec.asyn import sync
+
+    async def download() -> None:
+        await asyncio.gather(*(fs._get_file(r, lp) for r, lp in zip(remote, local, strict=True)))
+
+    sync(fs.loop, download)

@@ -280,3 +280,43 @@ def test_missing_adlfs_is_an_error_at_submit(ws, azurite, container, write_scrip
     assert "ImportError: datastore 'blobs' is an Azure blob container" in done.stdout
     assert "pip install adlfs" in done.stdout
     assert "runs: 0" in done.stdout
+
+
+DELETE_LATER_BLOB = """
+import os
+from pathlib import Path
+
+def init():
+    pass
+
+def run(mini_batch):
+    name = os.path.basename(mini_batch[0])
+    if name == "item_000.txt":
+        # The fourth mini-batch's blob goes away after the listing, before its download
+        # (the worker fetches at most two mini-batches ahead).
+        from azure.storage.blob import BlobClient
+        account, container = Path(__file__).with_name("blob.txt").read_text().split("\\n")
+        blob = BlobClient.from_connection_string(account, container, "items/item_003.txt")
+        blob.delete_blob()
+    return [f"{name} {open(mini_batch[0]).read()}"]
+"""
+
+
+def test_a_blob_gone_before_its_download_fails_its_mini_batch_only(
+    ws, azurite, container, tmp_path, write_script
+):
+    store = register(ws, azurite, container)
+    upload_items(store, tmp_path, 5)
+    source = write_script(DELETE_LATER_BLOB)
+    (source / "blob.txt").write_text(f"{azurite.connection_string}\n{container}")
+    ds = Dataset.File.from_files(path=store.path("items/"))
+    run = submit_step(ws, source, ds, mini_batch_size=1, process_count_per_node=1)
+    run.wait_for_completion(raise_on_error=False)
+    step_run = run.find_step_run("score-step")[0]
+    errors = step_run.get_details()["errors"]
+    assert {e["miniBatch"] for e in errors} == {3}, errors
+    assert "FileNotFoundError" in errors[0]["exception"]
+    assert "item_003.txt" in errors[0]["exception"]
+    out = step_run.get_output_data("scores")
+    rows = (out.datastore.local_path(out.path_on_datastore) / "parallel_run_step.txt").read_text()
+    assert sorted(rows.splitlines()) == [f"item_{i:03d}.txt {i}" for i in (0, 1, 2, 4)]

@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import re
 import shutil
@@ -84,6 +85,7 @@ class Azurite:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
+        atexit.register(self.stop)  # never left running by a script or kernel that ends
         deadline = time.monotonic() + timeout
         while True:
             found = _LISTENING.search(log.read_text(errors="replace"))
