@@ -300,7 +300,7 @@ class Datastore:
         if relative_root is None:
             relative_root = os.path.commonpath([str(f.parent) for f in files]) if files else "."
         root = Path(relative_root).resolve()
-        fs, copied = self.fs, 0
+        pairs = []
         for file in files:
             if not file.is_relative_to(root):
                 raise ValueError(
@@ -308,14 +308,21 @@ class Datastore:
                     f"{str(file)!r} is outside it"
                 )
             relative = file.relative_to(root).as_posix()
-            destination = self._url(f"{target_path or ''}/{relative}")
-            if not overwrite and fs.exists(destination):
-                continue
-            fs.makedirs(os.path.dirname(destination), exist_ok=True)
-            fs.put_file(str(file), destination)
-            copied += 1
+            pairs.append((str(file), self._url(f"{target_path or ''}/{relative}")))
+        fs = self.fs
+        if self.datastore_type == "Local":
+            pairs = [(src, dst) for src, dst in pairs if overwrite or not os.path.exists(dst)]
+            for src, dst in pairs:
+                fs.makedirs(os.path.dirname(dst), exist_ok=True)
+                fs.put_file(src, dst)
+        else:
+            if not overwrite:  # one listing, rather than a request per file
+                there = set(self.iter_files(target_path or ""))
+                pairs = [(src, dst) for src, dst in pairs if dst not in there]
+            if pairs:  # one call: adlfs uploads the files concurrently
+                fs.put([src for src, _ in pairs], [dst for _, dst in pairs])
         if show_progress:
-            print(f"Uploaded {copied} of {len(files)} files to {self._url(target_path or '')}")
+            print(f"Uploaded {len(pairs)} of {len(files)} files to {self._url(target_path or '')}")
         return self.path(target_path or "")
 
     def download(

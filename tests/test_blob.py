@@ -60,7 +60,7 @@ def upload_items(store, tmp_path: Path, count: int, target: str = "items") -> No
     store.upload(folder, target_path=target, show_progress=False)
 
 
-def test_blob_datastore_lists_reads_and_downloads(ws, azurite, container, tmp_path):
+def test_blob_datastore_lists_reads_and_downloads(ws, azurite, container, tmp_path, capsys):
     store = register(ws, azurite, container)
     upload_items(store, tmp_path, 3)
     upload_items(store, tmp_path, 1, target="other")
@@ -69,6 +69,11 @@ def test_blob_datastore_lists_reads_and_downloads(ws, azurite, container, tmp_pa
     written = ds.download(str(tmp_path / "copy"))
     assert sorted(Path(p).read_text() for p in written) == ["0", "1", "2"]
     assert len(list(store.path("").iter_files())) == 4
+    # Uploading again skips what is there, unless overwrite.
+    store.upload(tmp_path / "upload-items", target_path="items")
+    assert "Uploaded 0 of 3 files to az://" in capsys.readouterr().out
+    store.upload(tmp_path / "upload-items", target_path="items", overwrite=True)
+    assert "Uploaded 3 of 3 files to az://" in capsys.readouterr().out
     # A fingerprint (for reuse) sees a changed blob.
     before = ds.fingerprint()
     (tmp_path / "changed.txt").write_text("changed!")
