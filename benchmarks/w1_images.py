@@ -59,9 +59,10 @@ def ray_python(requested: str | None) -> str | None:
     return sys.executable if importlib.util.find_spec("ray") else None
 
 
-def images_job(label: str, images: Path, model: Path, processes: int, compute=None):
+def images_job(label: str, images: Path, model: Path, processes: int, compute=None, dataset=None):
     """The W1 pipeline in a fresh workspace: (experiment, pipeline); W5 resubmits it.
-    ``compute(ws)``, when given, makes the step's compute target in that workspace."""
+    ``compute(ws)``, when given, makes the step's compute target in that workspace;
+    ``dataset(ws)``, the input dataset (W6's on a blob datastore) instead of the local images."""
     from jupyter_parallelrun import (
         Dataset,
         Experiment,
@@ -88,7 +89,11 @@ def images_job(label: str, images: Path, model: Path, processes: int, compute=No
     step = ParallelRunStep(
         name="bench-images",
         parallel_run_config=cfg,
-        inputs=[Dataset.File.from_files(path=str(images / "*.png")).as_named_input("images")],
+        inputs=[
+            (
+                dataset(ws) if dataset else Dataset.File.from_files(path=str(images / "*.png"))
+            ).as_named_input("images")
+        ],
         output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
         allow_reuse=True,
     )

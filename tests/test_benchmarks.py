@@ -40,3 +40,18 @@ def test_w2_harness_run_tracks_every_mini_batch(tmp_path, monkeypatch):
         quick=True,
     )
     assert "| W2 | a target | measured | yes |  |" in text
+
+
+@pytest.mark.slow
+def test_w6_harness_runs_the_image_job_from_azurite_and_locally(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import common
+    import w6_blob
+
+    monkeypatch.setattr(common, "DATA", tmp_path)
+    section = w6_blob.run(quick=True, processes=1, count=30)  # raises unless all 30 are scored
+
+    assert len(section["data"]["local"]) == len(section["data"]["blob"]) == 1
+    assert section["data"]["azurite_cpu"][0] > 0
+    assert section["targets"][0]["workload"] == "W6"
+    assert (tmp_path / "azurite-30" / "uploaded").read_text() == "30"
