@@ -135,6 +135,7 @@ def test_uv_gets_the_index_settings_pip_has(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
     monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
     options, _ = pip_index_options()
     assert options[:2] == ["--index-strategy", "unsafe-best-match"]
     assert options[options.index("--index-url") + 1] == "https://install.invalid/simple"

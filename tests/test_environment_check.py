@@ -196,8 +196,8 @@ def run(input_data):
 """
 
 
+@pytest.mark.skipif(int(PANDAS.split(".")[0]) < 3, reason="pandas 3 is the one that changed")
 def test_a_pandas_pin_below_3_gives_the_workers_the_old_strings(ws, write_script, tmp_path):
-    assert int(PANDAS.split(".")[0]) >= 3, "this machine's pandas is the one that changed"
     with pytest.raises(Exception, match="1-dimensional"):
         frame = pd.DataFrame({"a": [1, 2]})
         frame["b"] = np.array([["x"], ["y"]])
