@@ -189,7 +189,8 @@ def besiege(ws, run, folder: Path, workers: int, handshake_timeout: float) -> st
     then let it go on; returns the step's key.
 
     As nobody: no command line or readable environment of any process holds the key, and the
-    workspace's store cannot be read (its config can, so the folders are open to nobody). On
+    workspace's store and run logs cannot be read (its config can, so the folders are open to
+    nobody; so can the output file once the run is done). On
     the runner's listener: a half-open connection, and while it is open a connect-and-close,
     garbage and a wrong key, each answered; then, once the half-open one is dropped and logged,
     a second one held open while the run goes on (a worker's replacement must get through).
@@ -206,20 +207,19 @@ def besiege(ws, run, folder: Path, workers: int, handshake_timeout: float) -> st
     key = next(iter(found.values()))
 
     store = ws.path / "store.sqlite"
-    others = [str(store), f"{store}-wal", f"{store}-shm", str(ws.config_file)]
-    scan = as_nobody(key, others)
+    log = ws.path / "runs" / step.id / "logs" / "runner.txt"
+    private = [str(store), f"{store}-wal", f"{store}-shm", str(log)]
+    scan = as_nobody(key, [*private, str(ws.config_file)])
     assert scan["found"] == [], f"the key is visible to nobody in /proc: {scan['found']}"
     assert {int(pid) for pid in found} <= set(scan["seen"]), "the scan missed the workers"
-    assert scan["readable"] == {  # the config can be read: the folders are open to nobody
-        str(store): "denied",
-        f"{store}-wal": "denied",
-        f"{store}-shm": "denied",
+    # The config can be read: the folders are open to nobody, the private files are not.
+    assert scan["readable"] == {
+        **dict.fromkeys(private, "denied"),
         str(ws.config_file): "read",
     }, scan["readable"]
 
     (family, address), *rest = listening_addresses(ws.store.get_run(run.id)["runner_pid"])
     assert not rest, f"the runner listens on more than one socket: {rest}"
-    log = ws.path / "runs" / step.id / "logs" / "runner.txt"
     first = half_open(family, address)
     try:
         knock(family, address)
@@ -236,4 +236,10 @@ def besiege(ws, run, folder: Path, workers: int, handshake_timeout: float) -> st
         assert run.wait_for_completion(timeout_seconds=180) == "Completed"
     finally:
         second.close()
+
+    # What the user shares stays readable: the output file in its datastore.
+    output = step.get_output_data(step._record["spec"]["output"]["name"])
+    rows = output.datastore.local_path(output.path_on_datastore)
+    rows = rows / step._record["spec"]["config"]["append_row_file_name"]
+    assert as_nobody(key, [str(rows)])["readable"] == {str(rows): "read"}
     return key

@@ -17,7 +17,7 @@ from jupyter_parallelrun import DaskCompute
 
 pytestmark = pytest.mark.dask
 
-HANDSHAKE_TIMEOUT = 10  # the run's heartbeat_timeout
+HANDSHAKE_TIMEOUT = 15  # the run's heartbeat_timeout: a loaded machine starts workers slowly
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from jupyter_parallelrun import Environment
 from jupyter_parallelrun.engine import listener as listener_module
 from jupyter_parallelrun.engine.listener import WorkerListener
 
-HANDSHAKE_TIMEOUT = 10  # the run's heartbeat_timeout
+HANDSHAKE_TIMEOUT = 15  # the run's heartbeat_timeout: a loaded machine starts workers slowly
 
 
 def names(count: int) -> list[str]:
