@@ -5,7 +5,8 @@ ratios, and writes ``benchmarks/RESULTS.md`` (``--quick``: ``benchmarks/data/RES
 small sizes, for checking the harness in about a minute). Workloads: W1 images, W2 scheduler
 overhead, W3 tabular, W4 scale of the input, W5 reuse, P the profile of the per-mini-batch
 overhead, D the W1 job on a one-machine Dask cluster against the local backend, W6 the W1 job
-reading its images from Azurite (the Azure Storage emulator) against local files. Generated
+reading its images from Azurite (the Azure Storage emulator) against local files, V the cost of
+one RunDetails poll on a run of 10,000 errors and 100,000 mini-batches. Generated
 inputs are cached in ``benchmarks/data/`` (git-ignored). A workload run alone with ``--only``
 replaces its own section of RESULTS.md and keeps the others.
 """
@@ -27,18 +28,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from common import DATA, HERE, machine, versions  # noqa: E402
 from report import render  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "P", "D", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "P", "D", "W6", "V")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
-    parser.add_argument(
-        "--only", default=",".join(WORKLOADS), help="comma-separated workloads (W1,...,W5,P,D,W6)"
-    )
-    parser.add_argument(
-        "--w6-images", type=int, help="W6's image count (default 20,000; --quick 2,000)"
-    )
+    parser.add_argument(WORKLOADS=("W1", "W2", "W3", "W4", "W5", "P", "D", "W6", "V"))
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
     parser.add_argument("--ray-python", help="a Python with ray[data] for W1's baseline (c)")
     parser.add_argument(
@@ -107,6 +103,10 @@ def _run(name: str, args: argparse.Namespace, job) -> dict:
         from w5_reuse import run
 
         return run(args.quick, job, args.processes)
+    if name == "V":
+        from v_view_poll import run
+
+        return run(args.quick, args.processes)
     if name == "D":
         from w1_dask import run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ORDER = ("W1", "W2", "W3", "W4", "W5", "P", "D", "W6")
+ORDER = ("W1", "W2", "W3", "W4", "W5", "P", "D", "W6", "V")
 
 #: What the profiles and the timelines above show, in words (found while writing the harness).
 FINDINGS = """

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from .datastore import Datastore
 from .store import FINAL_STATUSES, RunStore
 
@@ -76,7 +78,8 @@ def headline(step: dict[str, Any]) -> str:
     if step.get("reused_run"):
         return f"Reused the outputs of run {step['reused_run']}"
     if status == "Completed" and step.get("items_failed"):
-        return f"Completed with {step['items_failed']} failed items"
+        failed = step["items_failed"]
+        return f"Completed with {failed} failed item{'s' if failed != 1 else ''}"
     if status == "Running" and step.get("cancel_requested"):
         return "Running (cancel requested)"
     return status
@@ -182,6 +185,80 @@ def run_state(store: RunStore, run_id: str) -> dict[str, Any]:
     return state
 
 
+class MiniBatchHistory:
+    """The finished mini-batches of one step run, for charts of the run's whole life.
+
+    Read incrementally (each :meth:`update` reads only the records written since the one
+    before) and kept as arrays indexed by mini-batch id, so binning 100,000 of them takes
+    milliseconds. Derived from the stored records only: every view of a run, live or
+    finished, gets the same picture.
+    """
+
+    def __init__(self, store: RunStore, step_id: str) -> None:
+        self.store, self.step_id, self.rowid = store, step_id, 0
+        self.workers: list[str] = []
+        self._index: dict[str, int] = {}
+        self.worker = np.zeros(0, np.int32)
+        self.started = np.zeros(0)
+        self.ended = np.zeros(0)
+        self.done = np.zeros(0, bool)
+        self.items = np.zeros(0, np.int64)
+        self.present = np.zeros(0, bool)
+
+    def update(self) -> None:
+        rows = self.store.finished_mini_batches_after(self.step_id, self.rowid)
+        if not rows:
+            return
+        size = max(r[1] for r in rows) + 1
+        if size > len(self.present):
+            grow = max(size, 2 * len(self.present))
+            for name in ("worker", "started", "ended", "done", "items", "present"):
+                old = getattr(self, name)
+                new = np.zeros(grow, old.dtype)
+                new[: len(old)] = old
+                setattr(self, name, new)
+        for _rowid, mb_id, worker, started, ended, done, items in rows:
+            if worker not in self._index:
+                self._index[worker] = len(self.workers)
+                self.workers.append(worker)
+            self.worker[mb_id] = self._index[worker]
+            self.started[mb_id], self.ended[mb_id] = started or ended, ended
+            self.done[mb_id], self.items[mb_id], self.present[mb_id] = bool(done), items, True
+        self.rowid = rows[-1][0]
+
+    def lanes(self, t0: float, span: float, bins: int) -> dict[str, dict[str, Any]]:
+        """Per worker: its mini-batches' count and ``[start, end, done, failed]`` blocks (times
+        from ``t0``), one block per ``span / bins`` seconds in which some of them started."""
+        keep = self.present
+        lanes: dict[str, dict[str, Any]] = {w: {"count": 0, "blocks": []} for w in self.workers}
+        if not keep.any():
+            return lanes
+        width = max(span, 1e-6) / bins
+        slot = np.clip(((self.started[keep] - t0) / width).astype(np.int64), 0, bins - 1)
+        key = self.worker[keep].astype(np.int64) * bins + slot
+        cells = len(self.workers) * bins
+        done = np.bincount(key, weights=self.done[keep], minlength=cells)
+        count = np.bincount(key, minlength=cells)
+        first = np.full(cells, np.inf)
+        last = np.full(cells, -np.inf)
+        np.minimum.at(first, key, self.started[keep] - t0)
+        np.maximum.at(last, key, self.ended[keep] - t0)
+        for cell in np.flatnonzero(count):
+            lane = lanes[self.workers[cell // bins]]
+            n, ok = int(count[cell]), int(done[cell])
+            lane["count"] += n
+            lane["blocks"].append([round(first[cell], 3), round(last[cell], 3), ok, n - ok])
+        return lanes
+
+    def rates(self, t0: float, span: float, bins: int) -> list[float]:
+        """Items finished per second in each of ``bins`` equal parts of ``span`` from ``t0``."""
+        keep = self.present
+        width = max(span, 1e-6) / bins
+        slot = np.clip(((self.ended[keep] - t0) / width).astype(np.int64), 0, bins - 1)
+        items = np.bincount(slot, weights=self.items[keep], minlength=bins)
+        return [round(float(n) / width, 3) for n in items]
+
+
 class RunWatcher:
     """A read-only watcher of one run: every view's one source of its numbers.
 
@@ -200,10 +277,17 @@ class RunWatcher:
 
     def __init__(self, store: RunStore, run_id: str) -> None:
         self.store, self.run_id = store, run_id
+        self._histories: dict[str, MiniBatchHistory] = {}
 
     def state(self) -> dict[str, Any]:
         """The run as it is now (see :func:`run_state`)."""
         return run_state(self.store, self.run_id)
+
+    def history(self, step_id: str) -> MiniBatchHistory:
+        """The finished mini-batches of one of the run's step runs, brought up to date."""
+        history = self._histories.setdefault(step_id, MiniBatchHistory(self.store, step_id))
+        history.update()
+        return history
 
     def follow(
         self, interval: float = 1.0, timeout: float | None = None

@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     description TEXT, worker TEXT, time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id);
+-- RunDetails groups a run's errors by their text on every change: from this index alone, not
+-- from rows that carry long tracebacks.
+CREATE INDEX IF NOT EXISTS errors_by_exception ON errors (run_id, exception, time, mb_id);
 """
 
 #: Columns added to the schema since workspaces were first made: a workspace folder outlives
@@ -381,42 +384,59 @@ class RunStore:
             list(records),
         )
 
-    # -- aggregates for the views: bounded however many rows a run has ------------------------
+    # -- for the views: bounded reads, however many rows a run has -------------------------
+
+    def errors_version(self, run_id: str) -> tuple[int, int]:
+        """``(count, newest rowid)`` of the run's errors: changes whenever an error is added."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM errors WHERE run_id=?", (run_id,)
+            )
+            .fetchone()
+        )
+        return row[0], row[1]
 
     def error_groups(self, run_id: str, groups: int, rows: int) -> tuple[int, list[dict]]:
-        """How many distinct ``exception`` texts the run has, and its ``groups`` latest ones
-        with their count, first and last time, and their ``rows`` latest errors (newest first).
-        """
+        """How many distinct ``exception`` texts the run has; its ``groups`` latest ones with
+        count ``n``, ``first`` and ``last`` time, ``n_mb`` mini-batches, their ``rows`` latest
+        errors (``latest``) and the newest ``traceback``. Read from ``errors_by_exception``."""
         db = self._connect()
-        (total,) = db.execute(
-            "SELECT COUNT(DISTINCT exception) FROM errors WHERE run_id=?", (run_id,)
-        ).fetchone()
         found = db.execute(
-            "WITH g AS (SELECT exception, COUNT(*) n, MIN(time) first, MAX(time) last, "
-            "COUNT(DISTINCT mb_id) n_mb FROM errors WHERE run_id=? GROUP BY exception "
-            "ORDER BY last DESC LIMIT ?), r AS (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY "
-            "e.exception ORDER BY e.time DESC) k FROM errors e JOIN g USING (exception) "
-            "WHERE e.run_id=?) SELECT g.*, r.mb_id, r.try, r.item, r.worker, r.time, r.k, "
-            "CASE WHEN r.k=1 THEN r.traceback END traceback FROM g JOIN r USING (exception) "
-            "WHERE r.k<=? ORDER BY g.last DESC, r.k",
-            (run_id, int(groups), run_id, int(rows)),
-        )
-        return total, [dict(r) for r in found]
+            "SELECT exception, COUNT(*) n, MIN(time) first, MAX(time) last, "
+            "COUNT(DISTINCT mb_id) n_mb FROM errors WHERE run_id=? GROUP BY exception",
+            (run_id,),
+        ).fetchall()
+        latest = sorted(map(dict, found), key=lambda g: g["last"], reverse=True)[: int(groups)]
+        for group in latest:
+            group["latest"] = [
+                dict(r)
+                for r in db.execute(
+                    "SELECT mb_id, try, item, worker, time, traceback FROM errors WHERE rowid IN "
+                    "(SELECT rowid FROM errors WHERE run_id=? AND exception IS ? "
+                    "ORDER BY time DESC LIMIT ?) ORDER BY time DESC",
+                    (run_id, group["exception"], int(rows)),
+                )
+            ]
+            group["traceback"] = group["latest"][0].pop("traceback")
+            for row in group["latest"][1:]:
+                del row["traceback"]
+        return len(found), latest
 
-    def mini_batch_bins(
-        self, run_id: str, t0: float, width: float, by: str = "started"
-    ) -> list[dict]:
-        """Finished mini-batches per worker and per ``width`` seconds from ``t0``, binned by
-        the time they started or (``by="ended"``) ended."""
-        column = {"started": "started", "ended": "ended"}[by]
-        found = self._connect().execute(
-            f"SELECT worker, CAST(({column} - ?) / ? AS INTEGER) bin, MIN(started) started, "
-            "MAX(ended) ended, SUM(status='done') done, SUM(status!='done') failed, "
-            "SUM(COALESCE(succeeded, 0) + COALESCE(failed, 0)) items FROM mini_batches "
-            "WHERE run_id=? AND ended IS NOT NULL GROUP BY worker, bin ORDER BY worker, bin",
-            (t0, max(width, 1e-6), run_id),
+    def finished_mini_batches_after(self, run_id: str, rowid: int) -> list[tuple]:
+        """``(rowid, mb_id, worker, started, ended, done, items)`` of the run's finished
+        mini-batches written after ``rowid`` (a rewritten record gets a new rowid)."""
+        return (
+            self._connect()
+            .execute(
+                "SELECT rowid, mb_id, worker, started, ended, status='done', "
+                "COALESCE(succeeded, 0) + COALESCE(failed, 0) FROM mini_batches "
+                # "+run_id": read the rows after `rowid`, not every row of the run through its key.
+                "WHERE rowid>? AND +run_id=? AND ended IS NOT NULL ORDER BY rowid",
+                (int(rowid), run_id),
+            )
+            .fetchall()
         )
-        return [dict(r) for r in found]
 
     # -- metrics (Run.log, log_list, log_row) ------------------------------------------------
 

@@ -101,68 +101,58 @@ def _clip(text: str | None, limit: int, keep_end: bool = False) -> str:
 
 def error_groups(store: Any, step_id: str) -> dict[str, Any]:
     """The step's errors grouped by their exception text, newest group first, bounded."""
-    total, rows = store.error_groups(step_id, ERROR_GROUPS, ERRORS_PER_GROUP)
-    groups: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        group = groups.setdefault(
-            row["exception"],
-            {
-                "exception": _clip(row["exception"], EXCEPTION_CHARS),
-                "count": row["n"],
-                "mini_batches": row["n_mb"],
-                "first": row["first"],
-                "last": row["last"],
-                "traceback": _clip(row["traceback"], TRACEBACK_CHARS, keep_end=True),
-                "latest": [],
-            },
-        )
-        group["latest"].append(
-            {k: row[k] for k in ("mb_id", "try", "worker", "time")}
-            | {"item": _clip(row["item"], 200)}
-        )
-    return {"groups_total": total, "groups": list(groups.values())}
+    total, found = store.error_groups(step_id, ERROR_GROUPS, ERRORS_PER_GROUP)
+    groups = [
+        {
+            "exception": _clip(group["exception"], EXCEPTION_CHARS),
+            "count": group["n"],
+            "mini_batches": group["n_mb"],
+            "first": group["first"],
+            "last": group["last"],
+            "traceback": _clip(group["traceback"], TRACEBACK_CHARS, keep_end=True),
+            "latest": [row | {"item": _clip(row["item"], 200)} for row in group["latest"]],
+        }
+        for group in found
+    ]
+    return {"groups_total": total, "groups": groups}
 
 
-def timeline(store: Any, step: dict[str, Any], now: float) -> dict[str, Any]:
-    """One lane per worker process: its init, and its finished mini-batches binned in time."""
+def timeline(history: Any, step: dict[str, Any], now: float) -> dict[str, Any]:
+    """One lane per worker process: its start-up, and its finished mini-batches binned."""
     t0 = min([w["started"] for w in step["workers"] if w["started"]] + [step["started"] or now])
     span = max((step["ended"] or now) - t0, 1e-3)
     bins = max(20, min(150, TIMELINE_BLOCKS // max(1, len(step["workers"]))))
-    lanes = {
-        w["name"]: {
+    binned = history.lanes(t0, span, bins)
+    lanes = [
+        {
             "name": w["name"],
             "node": w["node_id"],
             "state": w["state"],
             "restarts": w["restarts"],
             "init": None if w["started"] is None else round(w["started"] - t0, 3),
-            "blocks": [],
-            "count": 0,
+            **binned.pop(w["name"], {"count": 0, "blocks": []}),
         }
         for w in step["workers"]
-    }
-    for row in store.mini_batch_bins(step["id"], t0, span / bins):
-        lane = lanes.setdefault(
-            row["worker"],
-            {"name": row["worker"], "node": None, "state": "", "restarts": 0, "init": None},
-        )
-        lane.setdefault("blocks", []).append(
-            [round(row["started"] - t0, 3), round(row["ended"] - t0, 3), row["done"], row["failed"]]
-        )
-        lane["count"] = lane.get("count", 0) + row["done"] + row["failed"]
-    return {"span": span, "lanes": list(lanes.values())}
+    ]
+    # Mini-batches of a process no longer in the workers table still count.
+    lanes += [
+        {"name": name, "node": None, "state": "", "restarts": 0, "init": None, **rest}
+        for name, rest in binned.items()
+    ]
+    return {"span": span, "lanes": lanes}
 
 
-def throughput(store: Any, step: dict[str, Any], t0: float, now: float) -> dict[str, Any]:
+def throughput(history: Any, step: dict[str, Any], now: float) -> dict[str, Any]:
     """Items finished per second over the step's life, from the mini-batches' end times."""
+    t0 = step["started"] or now
     span = max((step["ended"] or now) - t0, 1e-3)
-    width = span / THROUGHPUT_BINS
-    items = [0] * THROUGHPUT_BINS
-    for row in store.mini_batch_bins(step["id"], t0, width, by="ended"):
-        items[min(max(row["bin"], 0), THROUGHPUT_BINS - 1)] += row["items"]
-    return {"span": span, "width": width, "rates": [round(n / width, 3) for n in items]}
+    rates = history.rates(t0, span, THROUGHPUT_BINS)
+    return {"span": span, "width": span / THROUGHPUT_BINS, "rates": rates}
 
 
-def _step_view(ws: Any, step: dict[str, Any], selected_log: str, now: float) -> dict[str, Any]:
+def _step_view(
+    ws: Any, watcher: RunWatcher, step: dict[str, Any], selected_log: str, now: float
+) -> dict[str, Any]:
     store = ws.store
     spec = store.get_run(step["id"])["spec"] or {}
     config = spec.get("config", {})
@@ -202,29 +192,54 @@ def _step_view(ws: Any, step: dict[str, Any], selected_log: str, now: float) -> 
         "config": {k: config.get(k) for k in CONFIG_SHOWN if config.get(k) is not None},
     }
     view["warnings"] = [_clip(str(w), 500) for w in spec.get("warnings", [])][:20]
-    view["timeline"] = timeline(store, step, now)
-    t0 = step["started"] or now
-    view["throughput_chart"] = throughput(store, step, t0, now)
+    history = watcher.history(step["id"])
+    view["timeline"] = timeline(history, step, now)
+    view["throughput_chart"] = throughput(history, step, now)
     return view
 
 
-def widget_state(run: Any, selected_log: str = "") -> tuple[dict, dict]:
-    """What the front-end shows: ``(state, errors)``, both JSON-able and bounded in size."""
+class ErrorGroups:
+    """The grouped errors of a run's steps, read again only when an error was added."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._seen: dict[str, tuple[tuple[int, int], dict]] = {}
+
+    def __call__(self, step_id: str) -> dict[str, Any]:
+        version = self.store.errors_version(step_id)
+        if step_id not in self._seen or self._seen[step_id][0] != version:
+            self._seen[step_id] = (version, error_groups(self.store, step_id))
+        return self._seen[step_id][1]
+
+
+def widget_state(
+    run: Any,
+    selected_log: str = "",
+    watcher: RunWatcher | None = None,
+    errors: ErrorGroups | None = None,
+) -> tuple[dict, dict]:
+    """What the front-end shows: ``(state, errors)``, both JSON-able and bounded in size.
+
+    Pass the same ``watcher`` and ``errors`` on every poll, so that each reads only what
+    changed since the last one.
+    """
     ws = run.experiment.workspace
-    state = RunWatcher(ws.store, run.id).state()
+    watcher = watcher or RunWatcher(ws.store, run.id)
+    errors = errors or ErrorGroups(ws.store)
+    state = watcher.state()
     now = time.time()
     record = ws.store.get_run(run.id)
     pipeline = ws.store.get_run(record["parent_id"]) if record["parent_id"] else record
-    state["steps"] = [_step_view(ws, step, selected_log, now) for step in state["steps"]]
-    state["parameters"] = {
-        k: str(v)[:200] for k, v in (pipeline["spec"] or {}).get("parameters", {}).items()
-    }
+    state["steps"] = [_step_view(ws, watcher, step, selected_log, now) for step in state["steps"]]
+    parameters = (pipeline["spec"] or {}).get("parameters", {})
+    state["parameters"] = {k: str(v)[:200] for k, v in parameters.items()}
     state["tags"] = pipeline["tags"] or {}
     state["can_cancel"] = not state["final"] and not state["cancel_requested"]
     state["can_resume"] = state["status"] in ("Failed", "Canceled")
     state["selected_log"] = selected_log
-    errors = {step["id"]: error_groups(ws.store, step["id"]) for step in state["steps"]}
-    return state, errors
+    # The front-end resolves a JupyterLab root of "~/..." with it, to link the run's files.
+    state["home"] = str(Path.home())
+    return state, {step["id"]: errors(step["id"]) for step in state["steps"]}
 
 
 class RunDetails(anywidget.AnyWidget):
@@ -263,6 +278,10 @@ class RunDetails(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._displays: list[Any] = []
         self._poller: threading.Thread | None = None
+        self._polls = 0
+        store = run_instance.experiment.workspace.store
+        self._watcher = RunWatcher(store, run_instance.id)
+        self._error_groups = ErrorGroups(store)
         self._refresh()
         self.on_msg(self._on_action)
         self._follow()
@@ -274,7 +293,12 @@ class RunDetails(anywidget.AnyWidget):
 
     def _refresh(self) -> dict:
         with self._lock:
-            state, errors = widget_state(self.run_instance, self.selected_log)
+            state, errors = widget_state(
+                self.run_instance, self.selected_log, self._watcher, self._error_groups
+            )
+            # Counted, so a test can tell how many polls something took without a clock.
+            self._polls += 1
+            state["poll"] = self._polls
             self.state = state
             self.errors = errors
         return state

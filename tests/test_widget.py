@@ -45,7 +45,7 @@ def test_state_of_a_running_then_finished_run(ws, write_script, files):
     (step,) = state["steps"]
     assert (step["items_done"], step["items_failed"], step["mb_total"]) == (11, 1, 12)
     assert [w["name"] for w in step["workers"]] == ["process000", "process001"]
-    assert step["headline"] == "Completed with 1 failed items" and step["tone"] == "warn"
+    assert step["headline"] == "Completed with 1 failed item" and step["tone"] == "warn"
     (group,) = widget.errors[step["id"]]["groups"]
     assert group["exception"] == "ValueError: bad <b>input</b>" and group["count"] == 1
     assert "Traceback" in group["traceback"] and group["latest"][0]["mb_id"] == 4

@@ -1,9 +1,11 @@
-"""RunDetails in a real JupyterLab and a real headless Chromium.
+"""RunDetails in a real JupyterLab and Notebook 7, in a real headless Chromium, on live runs.
 
-A notebook submits a one-step pipeline and shows ``RunDetails(run)``; the page is checked while
-the run goes on and after it ends: progress, one row per worker process, errors with their
-tracebacks, the output preview, user text shown as text, and both the light and dark themes.
-Screenshots land in ``test-artifacts/`` at the repository root.
+A notebook submits a one-step pipeline and shows ``RunDetails(run)``. Half its items wait for
+the test to release them, so the live view can be used as a person would: a scrolled log and
+an open traceback survive five polls, an error group opens with the keyboard, every text and
+badge meets WCAG AA in both themes, nothing is cut off at 360 px, Cancel and Resume work, a
+SIGKILLed runner shows as Failed within two polls, and a saved notebook reopens in its final
+state. Screenshots of both themes, mid-run and at the end, are written to ``docs/``.
 """
 
 from __future__ import annotations
@@ -11,26 +13,30 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import socket
-import subprocess
-import sys
-import textwrap
+import signal
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
-import nbformat
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from jupyter_browser import (  # noqa: F401 - lab_server and browser_page are fixtures
+    CHROMIUM,
+    OVERFLOW_JS,
+    browser_page,
+    lab_server,
+    low_contrast,
+    menu,
+    open_and_run_all,
+    request,
+    theme,
+    write_notebook,
+)
+from playwright.sync_api import Locator, Page, expect
 
 from jupyter_parallelrun import Workspace
 from jupyter_parallelrun.store import FINAL_STATUSES
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TIMEOUT_MS = 60_000
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 ITEMS = 40
 # Mini-batches whose entry script call raises; one of them has HTML in its file name.
 HTML_NAME = "item_<b>bold_007.txt"
@@ -41,19 +47,15 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
 ]
 
-# The second half of the items waits for the test to release it, so the page can be checked
-# and photographed in both themes while the run is certainly still going.
-GATED = tuple(f"_{i:03d}.txt" for i in range(ITEMS // 2, ITEMS))
-# Items finish in file-name order, and the "<b>" name sorts after every gated one.
-BEFORE_GATE = ITEMS // 2 - 1
 
-
-def _script(release: Path) -> str:
+def _script(release: Path, gated_from: int, items: int) -> str:
+    """Items from ``gated_from`` on wait (printing to their log) until ``release`` exists."""
+    gated = tuple(f"_{i:03d}.txt" for i in range(gated_from, items))
     return f"""
 import os, time
 
 FAILING = {FAILING!r}
-GATED = {GATED!r}
+GATED = {gated!r}
 
 def init():
     pass
@@ -64,6 +66,7 @@ def run(mini_batch):
     for path in mini_batch:
         name = os.path.basename(path)
         while name.endswith(GATED) and not os.path.exists({str(release)!r}):
+            print("waiting for", name, "at", time.time(), flush=True)
             time.sleep(0.05)
         if name in FAILING:
             raise ValueError(f"cannot score {{name}}")
@@ -76,290 +79,232 @@ def _file_name(i: int) -> str:
     return HTML_NAME if i == 7 else f"item_{i:03d}.txt"
 
 
-def _write_notebook(root: Path, ws_dir: Path) -> Path:
-    cells = [
-        f"import os\n\nos.chdir({str(ws_dir)!r})",
-        textwrap.dedent(
-            """\
-            from jupyter_parallelrun import (
-                Dataset, Experiment, ParallelRunConfig, ParallelRunStep, Pipeline, PipelineData,
-                RunDetails, Workspace,
-            )
+SUBMIT = """\
+from jupyter_parallelrun import (
+    Dataset, Experiment, ParallelRunConfig, ParallelRunStep, Pipeline, PipelineData,
+    RunDetails, Workspace,
+)
 
-            ws = Workspace.from_config()
-            config = ParallelRunConfig(
-                source_directory="src",
-                entry_script="score.py",
-                mini_batch_size=1,
-                process_count_per_node=2,
-                run_max_try=1,
-                error_threshold=-1,
-            )
-            step = ParallelRunStep(
-                name="score-step",
-                parallel_run_config=config,
-                inputs=[Dataset.File.from_files(path="inputs").as_named_input("items")],
-                output=PipelineData(name="scores", datastore=ws.get_default_datastore()),
-                allow_reuse=False,
-            )
-            run = Experiment(ws, "browser").submit(Pipeline(workspace=ws, steps=[step]))"""
-        ),
-        "RunDetails(run).show()",
-    ]
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(source) for source in cells],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
+ws = Workspace.from_config()
+def submit():
+    config = ParallelRunConfig(
+        source_directory="src", entry_script="score.py", mini_batch_size=1,
+        process_count_per_node=2, run_max_try=1, error_threshold=-1,
     )
-    path = root / "run_details.ipynb"
-    nbformat.write(notebook, path)
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _request(url: str, method: str = "GET") -> int:
-    request = urllib.request.Request(url, method=method)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return response.status
-
-
-@pytest.fixture
-def lab(tmp_path: Path):
-    """A JupyterLab server on 127.0.0.1, isolated from the user's settings; yields its URL."""
-    port, token = _free_port(), secrets.token_hex(16)
-    home = tmp_path / "jupyter-home"
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-    }
-    # Never fetch the Jupyter news feed (nor ask whether to).
-    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification"
-    news.parent.mkdir(parents=True)
-    news.with_suffix(".jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed in the finally below
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            f"--port={port}",
-            "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={tmp_path}",
-            "--ServerApp.port_retries=0",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-            # CI containers often run as root; the server refuses that unless told.
-            *(["--allow-root"] if os.geteuid() == 0 else []),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    step = ParallelRunStep(
+        name="score-step", parallel_run_config=config,
+        inputs=[Dataset.File.from_files(path="inputs").as_named_input("items")],
+        output=PipelineData(name="scores", datastore=ws.get_default_datastore()),
+        allow_reuse={reuse},
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
-            try:
-                if _request(f"{base}/api/status?token={token}") == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "JupyterLab did not start within 60 s"
-            time.sleep(0.25)
-        yield base, token
-    finally:
-        try:
-            _request(f"{base}/api/shutdown?token={token}", method="POST")
-            server.wait(timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-        log.close()
+    return Experiment(ws, "browser").submit(Pipeline(workspace=ws, steps=[step]))"""
 
 
-@pytest.fixture
-def page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-            timeout=TIMEOUT_MS,
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # Shown with a failing test's output: the widget's own errors land in the console.
-            page.on("console", lambda message: print(f"console {message.type}: {message.text}"))
-            page.on("pageerror", lambda error: print(f"page error: {error}"))
-            page.set_default_timeout(TIMEOUT_MS)
-            expect.set_options(timeout=TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
+def _notebook(tmp_path: Path, items: int, gated_from: int, cells: list[str], reuse=False):
+    """A workspace with ``items`` input files and a notebook of ``cells``; returns the
+    notebook, the release file and the workspace."""
+    ws_dir = tmp_path / "ws"
+    ws = Workspace.create("test", path=ws_dir)
+    (ws_dir / "src").mkdir()
+    release = tmp_path / "release"
+    (ws_dir / "src" / "score.py").write_text(_script(release, gated_from, items))
+    (ws_dir / "inputs").mkdir()
+    for i in range(items):
+        (ws_dir / "inputs" / _file_name(i)).write_text(f"payload-{i}")
+    head = [f"import os\n\nos.chdir({str(ws_dir)!r})", SUBMIT.format(reuse=reuse)]
+    return write_notebook(tmp_path / "run_details.ipynb", head + cells), release, ws
 
 
-def _menu(page: Page, *labels: str) -> None:
-    """Open the menu bar entry ``labels[0]`` and click down through the rest."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{labels[0]}$")).click()
-    for label in labels[1:]:
-        item = page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(label)}$"))
-        item.click()
-
-
-def _theme(page: Page, name: str, *, light: bool) -> None:
-    _menu(page, "Settings", "Theme", name)
-    expect(page.locator(f"body[data-jp-theme-light='{str(light).lower()}']")).to_have_count(1)
-    # JupyterLab covers the page with its splash screen while the new theme loads.
-    expect(page.locator("#jupyterlab-splash")).to_have_count(0)
-
-
-def _counts(page: Page) -> tuple[str, int]:
+def _counts(root: Locator) -> tuple[str, int]:
     """The run's status and how many items are finished (done or failed), as shown."""
-    status = page.locator(".prd-head .prd-status").inner_text()
-    text = page.locator(".prd-counters span").first.inner_text()
+    status = root.locator(".prd-head .prd-status").inner_text()
+    text = root.locator(".prd-counters span").first.inner_text()
     done, failed = re.fullmatch(r"items: (\d+)(?: of \d+)? done, (\d+) failed", text).groups()
     return status, int(done) + int(failed)
 
 
-def test_run_details_in_jupyterlab(tmp_path: Path, lab, page: Page):
-    ws_dir = tmp_path / "ws"
-    Workspace.create("test", path=ws_dir)
-    (ws_dir / "src").mkdir()
-    release = tmp_path / "release"
-    (ws_dir / "src" / "score.py").write_text(_script(release))
-    (ws_dir / "inputs").mkdir()
-    for i in range(ITEMS):
-        (ws_dir / "inputs" / _file_name(i)).write_text(f"payload-{i}")
-    expected_rows = {
-        f"{_file_name(i)} -> payload-{i}" for i in range(ITEMS) if _file_name(i) not in FAILING
-    }
-    notebook = _write_notebook(tmp_path, ws_dir)
-    ARTIFACTS.mkdir(exist_ok=True)
+def _poll(root: Locator) -> int:
+    return int(root.get_attribute("data-poll") or 0)
+
+
+def _wait_polls(root: Locator, count: int) -> None:
+    start = _poll(root)
+    expect(root).to_have_attribute("data-poll", str(start + count))
+
+
+def _check_theme_and_width(page: Page, root: Locator, moment: str) -> None:
+    """AA contrast in both themes (photographed for docs/), then nothing cut off at 360 px."""
+    page.evaluate("() => window.getSelection().removeAllRanges()")
+    # Tall enough for the whole widget, so the screenshot is one view of it, not a scrolled one.
+    page.set_viewport_size({"width": 1280, "height": 2400})
+    for name, light in (("JupyterLab Light", True), ("JupyterLab Dark", False)):
+        theme(page, name, light=light)
+        assert low_contrast(root) == [], (name, moment, low_contrast(root))
+        root.screenshot(path=DOCS / f"run_details_{'light' if light else 'dark'}_{moment}.png")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    theme(page, "JupyterLab Light", light=True)
+    # The widget in a 360 px column (a side panel, a phone): its own box is made that narrow.
+    root.evaluate("n => { n.parentElement.style.width = '360px'; }")
+    try:
+        assert root.evaluate("n => n.getBoundingClientRect().width") <= 360
+        assert root.evaluate(OVERFLOW_JS) == []
+        root.screenshot(path=DOCS / f"run_details_360px_{moment}.png")
+    finally:
+        root.evaluate("n => { n.parentElement.style.width = ''; }")
+
+
+def test_live_run_in_jupyterlab(tmp_path: Path, lab, page: Page):
+    half = ITEMS // 2
+    notebook, release, ws = _notebook(tmp_path, ITEMS, half, ["run = submit()", "RunDetails(run)"])
     base, token = lab
-
-    page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
-    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
-    # Cells run before the kernel is connected would ask for a kernel instead of running.
-    expect(page.locator(".jp-StatusBar-Widget", has_text="Python 3")).to_contain_text("Idle")
-    _menu(page, "Run", "Run All Cells")
-
+    open_and_run_all(page, f"{base}/lab/tree/{notebook.name}?token={token}")
     root = page.locator(".prd-root")
-    expect(root).to_be_visible()
-    # Follow the counters while the run goes on; once the first half is done (the second waits
-    # for `release`), photograph the running run in both themes, then let it finish.
-    seen: list[int] = []
-    deadline = time.monotonic() + 60
-    while True:
-        status, finished = _counts(page)
-        seen.append(finished)
-        if status in FINAL_STATUSES:
-            break
-        if finished == BEFORE_GATE and not release.exists():
-            assert status == "Running"
-            root.screenshot(path=ARTIFACTS / "run_details_light_running.png")
-            _theme(page, "JupyterLab Dark", light=False)
-            root.screenshot(path=ARTIFACTS / "run_details_dark_running.png")
-            _theme(page, "JupyterLab Light", light=True)
-            release.touch()
-        assert time.monotonic() < deadline, f"run still {status} after 60 s, counts {seen}"
+    # The first half finishes (item 20 on wait), two of its items failing.
+    deadline = time.monotonic() + 90
+    while _counts(root) != ("Running", half - 1):
+        assert time.monotonic() < deadline, f"never half-way: {_counts(root)}"
         time.sleep(0.2)
-    assert status == "Completed"
-    assert release.exists(), f"never saw the run half-way: {seen}"
-    assert seen == sorted(seen) and len(set(seen)) >= 3, seen
 
-    counters = page.locator(".prd-counters")
-    expect(counters).to_contain_text(f"items: {ITEMS - 3} of {ITEMS} done, 3 failed")
-    expect(counters).to_contain_text(f"mini-batches: {ITEMS - 3} done, 3 failed, 0 remaining")
-
-    workers = page.locator(".prd-worker")
-    expect(workers).to_have_count(2)
-    for row, name in zip(workers.all(), ["process000", "process001"], strict=True):
-        expect(row.locator("td").nth(1)).to_have_text(name)
-
-    errors = page.locator(".prd-error")
-    expect(errors).to_have_count(3)
-    known = errors.filter(has_text="item_027.txt")
-    expect(known.locator(".prd-error-summary")).to_contain_text(
-        "ValueError: cannot score item_027.txt"
+    root.locator(".prd-logs > summary").click()
+    root.locator(".prd-log-select").select_option("workers/process000.txt")
+    log = root.locator(".prd-log-text")
+    expect(log).to_be_visible()
+    # The log opens at its newest lines and follows them.
+    page.wait_for_function(
+        "n => n.scrollHeight > n.clientHeight + 200 &&"
+        " n.scrollHeight - n.scrollTop - n.clientHeight < 8",
+        arg=log.element_handle(),
     )
-    expect(known.locator(".prd-traceback")).to_be_hidden()
-    known.locator(".prd-error-summary").click()
-    expect(known.locator(".prd-traceback")).to_be_visible()
-    expect(known.locator(".prd-traceback")).to_contain_text("Traceback")
-    expect(known.locator(".prd-traceback")).to_contain_text("cannot score item_027.txt")
+    log.evaluate("n => { n.scrollTop = 60; n.dispatchEvent(new Event('scroll')); }")
 
-    preview = page.locator(".prd-preview pre")
-    expect(preview).to_be_visible()
-    rows = preview.inner_text().splitlines()
-    assert rows and set(rows) <= expected_rows, rows
+    group = root.locator(".prd-error").filter(has_text="item_013.txt")
+    group.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(group).to_have_attribute("open", "")
+    group.locator(".prd-show-trace").focus()
+    page.keyboard.press("Enter")
+    trace = group.locator(".prd-traceback")
+    expect(trace).to_be_visible()
+    expect(trace).to_contain_text("ValueError: cannot score item_013.txt")
+    trace.evaluate("n => window.getSelection().selectAllChildren(n)")
 
-    # File names are user data: the one holding "<b>" shows as those characters, not as markup.
-    expect(errors.filter(has_text=HTML_NAME).locator(".prd-error-summary")).to_contain_text(
-        f"ValueError: cannot score {HTML_NAME}"
-    )
-    assert root.locator("b").count() == 0
-    # Parts that are absent (no run error here) leave nothing behind, not a stray "null".
-    stray = "node => [...node.childNodes].filter((c) => c.nodeType === Node.TEXT_NODE).length"
-    assert root.evaluate(stray) == 0
-    root.screenshot(path=ARTIFACTS / "run_details_light_final.png")
+    _wait_polls(root, 5)
+    assert log.evaluate("n => n.scrollTop") == 60
+    expect(group).to_have_attribute("open", "")
+    expect(trace).to_be_visible()
+    assert "cannot score item_013.txt" in page.evaluate("() => String(window.getSelection())")
+    expect(root.locator(".prd-lane")).to_have_count(2)
+    _check_theme_and_width(page, root, "running")
 
-    _theme(page, "JupyterLab Dark", light=False)
-    background = root.evaluate("node => getComputedStyle(node).backgroundColor")
-    channels = [int(c) for c in re.findall(r"\d+", background)[:3]]
-    assert sum(channels) < 3 * 96, f"widget background {background} is not dark"
-    expect(known.locator(".prd-traceback")).to_be_visible()
-    root.screenshot(path=ARTIFACTS / "run_details_dark_final.png")
-
-
-def test_run_details_in_notebook_7(tmp_path: Path, lab, page: Page):
-    """The same widget in Jupyter Notebook 7's page (served by the same Jupyter server)."""
-    ws_dir = tmp_path / "ws"
-    Workspace.create("test", path=ws_dir)
-    (ws_dir / "src").mkdir()
-    release = tmp_path / "release"
     release.touch()
-    (ws_dir / "src" / "score.py").write_text(_script(release))
-    (ws_dir / "inputs").mkdir()
-    for i in range(6):
-        (ws_dir / "inputs" / _file_name(i)).write_text(f"payload-{i}")
-    notebook = _write_notebook(tmp_path, ws_dir)
-    base, token = lab
+    expect(root.locator(".prd-head .prd-status")).to_have_text("Completed with 3 failed items")
+    counters = root.locator(".prd-counters")
+    expect(counters).to_contain_text(f"items: {ITEMS - 3} of {ITEMS} done, 3 failed")
+    expect(root.locator(".prd-bar-legend")).to_contain_text(f"{ITEMS - 3} items done")
+    expect(root.locator(".prd-worker")).to_have_count(2)
+    # One lane per process, holding the mini-batches the store says it ran.
+    (step,) = ws.store.list_runs(parent_id=root.locator(".prd-title").inner_text().split(" · ")[1])
+    per_worker: dict[str, int] = {}
+    for mb in ws.store.mini_batches(step["id"]):
+        per_worker[mb["worker"]] = per_worker.get(mb["worker"], 0) + 1
+    lanes = root.locator(".prd-lane")
+    shown = {
+        lane.get_attribute("data-key"): int(lane.get_attribute("data-count"))
+        for lane in lanes.all()
+    }
+    assert shown == per_worker and sum(shown.values()) == ITEMS
+    # Grouped by message: three kinds, the user's file name shown as text, never as markup.
+    expect(root.locator(".prd-error")).to_have_count(3)
+    expect(root.locator(".prd-error", has_text=HTML_NAME)).to_have_count(1)
+    assert root.locator("b").count() == 0
+    expect(root.locator(".prd-cancel")).to_be_disabled()
+    expect(root.locator(".prd-resume")).to_be_disabled()
+    # The output file, the snapshot and the logs folder open in this JupyterLab.
+    root.locator(".prd-properties > summary").click()
+    links = root.locator(".prd-properties a")
+    expect(links).to_have_count(3)
+    for link in links.all():
+        path = link.get_attribute("href").split("/lab/tree/", 1)[1]
+        assert Path(link.get_attribute("title")) == tmp_path / urllib.parse.unquote(path)
+        assert request(f"{base}/api/contents/{path}?content=0&token={token}") == 200
+    _check_theme_and_width(page, root, "final")
 
+    # Saved now, the notebook holds the final state: as the output's text, and as the
+    # widget's state, which is what shows when it is opened again with a fresh kernel.
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while "Completed with 3 failed items" not in notebook.read_text():
+        assert time.monotonic() < deadline, "the saved notebook does not hold the final state"
+        time.sleep(0.2)
+    saved = json.loads(notebook.read_text())
+    (output,) = saved["cells"][-1]["outputs"]
+    assert "Completed with 3 failed items" in "".join(output["data"]["text/plain"])
+    menu(page, "Kernel", "Shut Down Kernel")
+    page.reload()
+    expect(page.locator(".prd-head .prd-status")).to_have_text("Completed with 3 failed items")
+
+
+def test_cancel_and_resume_buttons(tmp_path: Path, lab, page: Page):
+    notebook, release, _ = _notebook(tmp_path, 8, 4, ["run = submit()", "RunDetails(run)"])
+    base, token = lab
+    open_and_run_all(page, f"{base}/lab/tree/{notebook.name}?token={token}")
+    root = page.locator(".prd-root")
+    expect(root.locator(".prd-counters span").first).to_contain_text("items: 4 of 8 done, 0 failed")
+    expect(root.locator(".prd-resume")).to_be_disabled()
+    root.locator(".prd-cancel").click()
+    expect(root.locator(".prd-head .prd-status")).to_have_text("Canceled")
+    expect(root.locator(".prd-cancel")).to_be_disabled()
+    release.touch()
+    root.locator(".prd-resume").click()
+    expect(root.locator(".prd-notice")).to_contain_text("Resumed")
+    expect(root.locator(".prd-head .prd-status")).to_have_text("Completed with 1 failed item")
+    expect(root.locator(".prd-counters span").first).to_contain_text("items: 7 of 8 done, 1 failed")
+
+
+def test_a_killed_runner_shows_failed_within_two_polls(tmp_path: Path, lab, page: Page):
+    notebook, _, ws = _notebook(tmp_path, 8, 4, ["run = submit()", "RunDetails(run)"])
+    base, token = lab
+    open_and_run_all(page, f"{base}/lab/tree/{notebook.name}?token={token}")
+    root = page.locator(".prd-root")
+    expect(root.locator(".prd-counters span").first).to_contain_text("items: 4 of 8 done")
+    (run,) = ws.store.list_runs(top_level=True)
+    before = _poll(root)
+    os.kill(run["runner_pid"], signal.SIGKILL)
+    expect(root.locator(".prd-head .prd-status")).to_have_text("Failed (lost runner)")
+    assert _poll(root) <= before + 2
+    expect(root.locator(".prd-run-error")).to_contain_text("ended without finishing the run")
+    expect(root.locator(".prd-resume")).to_be_enabled()
+    # Polling stopped: the view stays as it is.
+    final = _poll(root)
+    page.wait_for_timeout(2500)
+    assert _poll(root) == final
+    # The view only read the store: it still says Running until the API records the loss.
+    assert ws.store.get_run(run["id"])["status"] not in FINAL_STATUSES
+
+
+def test_notebook_7_and_a_reused_run(tmp_path: Path, lab, page: Page):
+    """The widget in Notebook 7's page; the second, identical run says it reused the first."""
+    cells = [
+        "first = submit()\nfirst.wait_for_completion()\nRunDetails(first)",
+        "second = submit()\nsecond.wait_for_completion()\nRunDetails(second)",
+    ]
+    notebook, release, _ = _notebook(tmp_path, 6, 6, cells, reuse=True)
+    release.touch()
+    base, token = lab
     page.goto(f"{base}/notebooks/{notebook.name}?token={token}")
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
-    # As in JupyterLab, cells run before the kernel is connected would not run.
     expect(page.locator(".jp-Toolbar-kernelName")).to_have_text("Python 3 (ipykernel)")
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1)
-    _menu(page, "Run", "Run All Cells")
-
-    root = page.locator(".prd-root")
-    expect(root.locator(".prd-head .prd-status")).to_have_text("Completed")
-    expect(root.locator(".prd-counters")).to_contain_text("items: 6 of 6 done, 0 failed")
-    expect(root.locator(".prd-worker")).to_have_count(2)
-    expect(root.locator(".prd-preview pre")).to_contain_text("item_005.txt -> payload-5")
-    root.screenshot(path=ARTIFACTS / "run_details_notebook7.png")
+    menu(page, "Run", "Run All Cells")
+    first, second = page.locator(".prd-root").first, page.locator(".prd-root").nth(1)
+    expect(first.locator(".prd-head .prd-status")).to_have_text("Completed")
+    expect(first.locator(".prd-counters")).to_contain_text("items: 6 of 6 done, 0 failed")
+    expect(first.locator(".prd-worker")).to_have_count(2)
+    expect(first.locator(".prd-preview pre")).to_contain_text("item_005.txt -> payload-5")
+    first_id = first.locator(".prd-title").inner_text().split(" · ")[1]
+    expect(second.locator(".prd-head .prd-status")).to_have_text(
+        f"Reused the outputs of run {first_id}"
+    )
+    expect(second.locator(".prd-counters")).to_contain_text("items: 6 of 6 done, 0 failed")
+    assert low_contrast(second) == []
+    first.screenshot(path=DOCS / "run_details_notebook7.png")

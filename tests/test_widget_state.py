@@ -7,13 +7,16 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ECHO_SCRIPT, file_dataset, submit_step
 
-from jupyter_parallelrun import ActivityFailedException, RunDetails
+from jupyter_parallelrun import ActivityFailedException, Run, RunDetails
 from jupyter_parallelrun.progress import RunWatcher, summary_text
-from jupyter_parallelrun.widget import widget_state
+from jupyter_parallelrun.widget import ErrorGroups, widget_state
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 SLOW = """
 import os, time
@@ -109,102 +112,47 @@ def test_the_text_fallback_shows_the_state_at_display_time(ws, write_script, fil
     assert bundle["text/html"].startswith("<pre>Run ")
 
 
-def _synthetic_run(ws, errors: int, mini_batches: int, workers: int = 8) -> str:
-    """A step run in the real store with many rows, as a big run leaves them."""
-    t0 = time.time() - 3600
-    run_id, step_id = "big_run", "big_step"
-    store = ws.store
-    store.create_run(id=run_id, experiment="big", kind="pipeline", status="Running", started=t0)
-    store.create_run(
-        id=step_id,
-        parent_id=run_id,
-        experiment="big",
-        name="score",
-        kind="step",
-        status="Running",
-        started=t0,
-        mb_total=mini_batches * 2,
-        spec={"config": {"entry_script": "score.py"}, "warnings": []},
-    )
-    with store.transaction() as db:
-        store.upsert_mini_batches(
-            db,
-            (
-                dict(
-                    run_id=step_id,
-                    mb_id=i,
-                    spec={"kind": "files", "paths": [f"/data/{i}.txt"]},
-                    n_items=10,
-                    status="failed" if i % 10 == 0 else "done",
-                    tries=1,
-                    worker=f"process{i % workers:03d}",
-                    started=t0 + i * 0.03,
-                    ended=t0 + i * 0.03 + 0.02,
-                    succeeded=10,
-                    failed=0,
-                    error=None,
-                    output_end=i,
-                )
-                for i in range(mini_batches)
-            ),
-        )
-        store.add_errors(
-            db,
-            (
-                dict(
-                    run_id=step_id,
-                    mb_id=i * 10,
-                    item=f"1 file: {i}.txt",
-                    worker="process000",
-                    exception=f"ValueError: bad value {i % 50} " + "x" * 200,
-                    traceback="Traceback (most recent call last):\n" + "  frame\n" * 2000,
-                    time=t0 + i * 0.3,
-                    pid=1,
-                    exit_code=None,
-                )
-                | {"try": 1}
-                for i in range(errors)
-            ),
-        )
-        store.upsert_workers(
-            db,
-            (
-                dict(
-                    run_id=step_id,
-                    name=f"process{w:03d}",
-                    node_id=0,
-                    pid=None,
-                    state="busy",
-                    current_mb=None,
-                    done=0,
-                    failed=0,
-                    retries=0,
-                    restarts=0,
-                    heartbeat=time.time(),
-                    rss=1 << 28,
-                    cpu=12.5,
-                    started=t0,
-                    ended=None,
-                    exit_code=None,
-                    error=None,
-                    host=None,
-                )
-                for w in range(workers)
-            ),
-        )
-    return run_id
+@pytest.fixture
+def big_run(monkeypatch):
+    """The benchmarks' synthetic big run (workload V): rows as a big run leaves them."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import v_view_poll
+
+    return v_view_poll
 
 
-def test_the_state_sent_per_poll_is_bounded(ws):
-    from jupyter_parallelrun import Run
-
-    run = Run.get(ws, _synthetic_run(ws, errors=10_000, mini_batches=100_000))
+def test_the_state_sent_per_poll_is_bounded(ws, big_run):
+    run = Run.get(ws, big_run.synthetic_run(ws, errors=10_000, mini_batches=100_000))
     state, errors = widget_state(run)
     size = len(json.dumps(state)) + len(json.dumps(errors))
     assert size < 200_000, size
     (step,) = state["steps"]
     assert sum(lane["count"] for lane in step["timeline"]["lanes"]) == 100_000
+    assert len(step["timeline"]["lanes"]) == 8
     groups = errors[step["id"]]
     assert groups["groups_total"] == 50 and len(groups["groups"]) == 20
     assert sum(g["count"] for g in groups["groups"]) == 20 * 200
     assert all(g["traceback"].startswith("[") for g in groups["groups"])
+    assert all(len(g["latest"]) == 10 for g in groups["groups"])
+
+
+def test_a_poll_reads_what_changed_and_sees_what_a_fresh_read_sees(ws, big_run):
+    run_id = big_run.synthetic_run(ws, errors=300, mini_batches=2_000)
+    run = Run.get(ws, run_id)
+    watcher, groups = RunWatcher(ws.store, run_id), ErrorGroups(ws.store)
+    widget_state(run, "", watcher, groups)
+    big_run._more(ws, 150, 2_000, error=True)
+    # The same mini-batch written again (a resumed run's retry) replaces its record.
+    big_run._more(ws, 1, 10, error=False)
+    polled_state, polled_errors = widget_state(run, "", watcher, groups)
+    fresh_state, fresh_errors = widget_state(run)
+    polled, fresh = polled_state["steps"][0], fresh_state["steps"][0]
+    assert sum(lane["count"] for lane in polled["timeline"]["lanes"]) == 2_150
+    # The two reads differ only in the moment they were made (the clock moves the bins).
+    fresh_counts = {lane["name"]: lane["count"] for lane in fresh["timeline"]["lanes"]}
+    assert {lane["name"]: lane["count"] for lane in polled["timeline"]["lanes"]} == fresh_counts
+    assert sum(polled["throughput_chart"]["rates"]) == pytest.approx(
+        sum(fresh["throughput_chart"]["rates"])
+    )
+    assert polled_errors == fresh_errors
+    assert polled_errors[polled["id"]]["groups"][0]["count"] == 7

@@ -1,0 +1,188 @@
+// One step of a run: its status, progress bar with legend, counters, charts, workers, errors,
+// output preview, properties, links and logs. Made once; `update(step, ...)` patches it.
+
+import { timelineView, throughputView } from "./charts.js";
+import { copyText, h, keyed, setAttr, setText, show, table } from "./dom.js";
+import { errorsView } from "./errors.js";
+import { ago, baseName, bytes, clock, duration, jupyterUrl, rate, served } from "./format.js";
+
+function bar() {
+  const done = h("div", { class: "prd-bar-done" });
+  const failed = h("div", { class: "prd-bar-failed" });
+  const track = h("div", { class: "prd-bar", role: "progressbar", "aria-valuemin": "0" }, done, failed);
+  const legend = h("div", { class: "prd-legend prd-bar-legend" });
+  const labels = ["prd-bar-done", "prd-bar-failed", "prd-swatch-idle"].map((cls) => {
+    const text = h("span");
+    legend.append(h("span", { class: "prd-legend-item" }, h("span", { class: `prd-swatch ${cls}` }), text));
+    return text;
+  });
+  const node = h("div", { class: "prd-progress" }, track, legend);
+  node.update = (step) => {
+    // Items when their count is known (it is not for byte-range tabular input until it is read).
+    const byItems = step.items_total !== null && step.items_total > 0;
+    const total = byItems ? step.items_total : step.mb_total || 0;
+    const ok = byItems ? step.items_done : step.mb_done;
+    const bad = byItems ? step.items_failed : step.mb_failed;
+    const unit = byItems ? "items" : "mini-batches";
+    done.style.width = `${total ? (100 * ok) / total : 0}%`;
+    failed.style.width = `${total ? (100 * bad) / total : 0}%`;
+    setAttr(track, "aria-valuemax", total);
+    setAttr(track, "aria-valuenow", ok + bad);
+    setAttr(track, "aria-label", `${ok + bad} of ${total || "?"} ${unit} finished`);
+    setText(labels[0], `${ok} ${unit} done`);
+    setText(labels[1], `${bad} failed`);
+    setText(labels[2], `${total ? total - ok - bad : "?"} to go`);
+  };
+  return node;
+}
+
+function counters() {
+  const spans = [0, 1, 2, 3, 4].map(() => h("span"));
+  const node = h("div", { class: "prd-counters" }, ...spans);
+  node.update = (step) => {
+    const remaining = step.mb_total === null ? "?" : step.mb_total - step.mb_done - step.mb_failed;
+    const of = step.items_total === null ? "" : ` of ${step.items_total}`;
+    setText(spans[0], `items: ${step.items_done}${of} done, ${step.items_failed} failed`);
+    setText(spans[1], `mini-batches: ${step.mb_done} done, ${step.mb_failed} failed, ${remaining} remaining` +
+      (step.mb_held ? ` (${step.mb_held} of them finished, waiting for earlier ones to be written in order)` : ""));
+    setText(spans[2], `${step.retries} retries`);
+    setText(spans[3], step.reused_run ? "" : `${rate(step.throughput)} items/s`);
+    setText(spans[4], step.eta === null ? "" : `ETA ${duration(step.eta)}`);
+  };
+  return node;
+}
+
+function workerState(w) {
+  if (w.state === "starting") return "starting (init())";
+  return w.state + (w.error ? `: ${w.error}` : "");
+}
+
+function cpu(w) {
+  if (w.cpu === null || w.cpu === undefined) return "";
+  const lived = (w.ended || w.heartbeat || 0) - (w.started || 0);
+  return lived > 0 ? `${w.cpu.toFixed(1)} s (${Math.round((100 * w.cpu) / lived)}%)` : `${w.cpu.toFixed(1)} s`;
+}
+
+const WORKER_COLUMNS = ["process", "pid", "state", "mini-batch", "done", "failed", "retries",
+  "restarts", "CPU", "memory", "heartbeat"];
+
+function link(label, path, isFolder, home) {
+  if (!path) return null;
+  const target = jupyterUrl(path, isFolder, home);
+  const shown = h("code", { text: path });
+  const copy = h("button", { type: "button", class: "prd-button prd-copy-path", text: "Copy path" });
+  copy.addEventListener("click", () => copyText(path));
+  const value = h("span", { class: "prd-link" }, shown, copy);
+  if (target) {
+    served(target).then((ok) => {
+      if (ok) {
+        value.replaceChildren(h("a", { href: target.url, target: "_blank", rel: "noopener",
+          title: path, text: baseName(path) || path }));
+      } else {
+        value.append(h("span", { class: "prd-note", text: " (this Jupyter server does not " +
+          "show it: hidden folder; start it with --ContentsManager.allow_hidden=True)" }));
+      }
+    });
+  }
+  return h("div", { class: "prd-prop" }, h("span", { class: "prd-prop-name", text: label }), value);
+}
+
+function properties(step, home) {
+  const p = step.properties;
+  const rows = [["entry script", p.entry_script], ["source directory", p.source_directory],
+    ["compute target", p.compute_target], ["nodes × processes", p.nodes_processes],
+    ["input", p.input], ["arguments", p.arguments], ["started", clock(step.started)],
+    ["ended", clock(step.ended)], ["duration", step.ended ? duration(step.elapsed) : ""],
+    ...Object.entries(p.config).map(([k, v]) => [k, String(v)])];
+  return [
+    ...rows.filter(([, v]) => v).map(([k, v]) => h("div", { class: "prd-prop" },
+      h("span", { class: "prd-prop-name", text: k }), h("span", { text: v }))),
+    link("output", step.links.output, !step.links.output?.endsWith(".txt"), home),
+    link("snapshot", step.links.snapshot, true, home),
+    link("logs folder", step.links.logs, true, home),
+  ].filter(Boolean);
+}
+
+function logsView(model) {
+  const select = h("select", { class: "prd-log-select", "aria-label": "log file" });
+  select.addEventListener("change", () => { model.set("selected_log", select.value); model.save_changes(); });
+  const text = h("pre", { class: "prd-log-text", tabindex: "0" });
+  text.hidden = true;
+  let followed = true;
+  text.addEventListener("scroll", () => {
+    followed = text.scrollHeight - text.scrollTop - text.clientHeight < 8;
+  });
+  const node = h("details", { class: "prd-logs" }, h("summary", { text: "Logs" }), select, text);
+  node.update = (step, selected) => {
+    keyed(select, ["", ...step.logs], (name) => name || "(none)",
+      (name) => h("option", { value: name, text: name || "choose a log file" }),
+      (option, name) => { option.selected = name === selected; });
+    show(text, step.log_text !== undefined);
+    if (step.log_text === undefined) return;
+    const top = text.scrollTop;
+    setText(text, step.log_text);
+    // The newest lines are at the end: follow them unless the user scrolled up to read.
+    text.scrollTop = followed ? text.scrollHeight : top;
+  };
+  return node;
+}
+
+export function stepView(model) {
+  const name = h("strong");
+  const badge = h("span", { class: "prd-status" });
+  const elapsed = h("span", { class: "prd-elapsed" });
+  const warnings = h("ul", { class: "prd-warnings" });
+  const error = h("div", { class: "prd-step-error" });
+  const progress = bar();
+  const numbers = counters();
+  const chart = throughputView();
+  const lanes = timelineView();
+  const workers = table("prd-workers", WORKER_COLUMNS);
+  const errors = errorsView();
+  const preview = h("pre");
+  const previewTitle = h("summary");
+  const previewBox = h("details", { class: "prd-preview", open: true }, previewTitle, preview);
+  const props = h("div", { class: "prd-props" });
+  const logs = logsView(model);
+  const node = h("section", { class: "prd-step" },
+    h("div", { class: "prd-step-head" }, name, badge, elapsed), warnings, progress, numbers, error,
+    chart, lanes, h("details", { class: "prd-workers-box", open: true },
+      h("summary", { text: "Worker processes" }), workers),
+    errors, previewBox, h("details", { class: "prd-properties" },
+      h("summary", { text: "Properties and links" }), props), logs);
+  let propsKey = "";
+  node.update = (step, found, selected, final, home) => {
+    setAttr(node, "data-step", step.name);
+    setText(name, step.name);
+    setText(badge, step.headline);
+    setAttr(badge, "class", `prd-status prd-tone-${step.tone}`);
+    setText(elapsed, duration(step.elapsed));
+    keyed(warnings, step.warnings, (w) => w, (w) => h("li", { text: `warning: ${w}` }), () => {});
+    progress.update(step);
+    numbers.update(step);
+    setText(error, step.error);
+    show(error, Boolean(step.error));
+    show(chart, !step.reused_run);
+    chart.update(step.throughput_chart);
+    show(lanes, step.timeline.lanes.length > 0);
+    lanes.update(step.timeline);
+    workers.updateRows(step.workers, (w) => w.name, (w) => [
+      w.host ? `${w.name} (node ${w.node_id}, ${w.host})` : `${w.name} (node ${w.node_id})`,
+      w.pid ?? "", workerState(w), w.current_mb ?? "", w.done, w.failed, w.retries, w.restarts,
+      cpu(w), bytes(w.rss), ago(w.heartbeat, final)], (w) => `prd-worker prd-state-${w.state}`);
+    show(workers.parentNode, step.workers.length > 0);
+    errors.update(found);
+    show(previewBox, step.preview.length > 0);
+    setText(previewTitle, `Latest output rows (${baseName(step.links.output)})`);
+    setText(preview, step.preview.join("\n"));
+    // Properties change only when the step ends: rebuilt then, and left alone otherwise.
+    const key = JSON.stringify([step.properties, step.links, step.started, step.ended]);
+    if (key !== propsKey) {
+      props.replaceChildren(...properties(step, home));
+      propsKey = key;
+    }
+    show(logs, step.logs.length > 0);
+    logs.update(step, selected);
+  };
+  return node;
+}
