@@ -34,7 +34,12 @@ WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "P", "D", "W6", "V")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
-    parser.add_argument(WORKLOADS=("W1", "W2", "W3", "W4", "W5", "P", "D", "W6", "V"))
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS), help="comma-separated workloads (W1,...,W6,P,D,V)"
+    )
+    parser.add_argument(
+        "--w6-images", type=int, help="W6's image count (default 20,000; --quick 2,000)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
     parser.add_argument("--ray-python", help="a Python with ray[data] for W1's baseline (c)")
     parser.add_argument(
