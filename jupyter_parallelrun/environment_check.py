@@ -304,7 +304,8 @@ def _version_warning(
         if newer:
             text += (
                 "; pandas 3 infers Arrow-backed strings where the pinned pandas made object "
-                "columns, so the workers set pandas' future.infer_string=False before init()"
+                "columns, so the workers set pandas' future.infer_string=False before the "
+                "entry script loads"
             )
     return text
 

@@ -64,7 +64,7 @@ def test_azure_sample_pins_are_warnings_not_errors():
     )
     assert f"has pandas {PANDAS}, used as it is" in found["pandas==1.4.4"][0]
     assert (
-        "the workers set pandas' future.infer_string=False before init()"
+        "the workers set pandas' future.infer_string=False before the entry script loads"
         in (found["pandas==1.4.4"][0])
     )
     assert "future.infer_string" not in found["numpy==1.19.5"][0]
