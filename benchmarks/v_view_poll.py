@@ -161,10 +161,10 @@ def measure(ws: Any, run_id: str, first_new: int, polls: int) -> dict[str, Any]:
     error, and the most bytes of JSON one poll sends."""
     from jupyter_parallelrun import Run
     from jupyter_parallelrun.progress import RunWatcher
-    from jupyter_parallelrun.widget import ErrorGroups, widget_state
+    from jupyter_parallelrun.widget import ChangedRows, error_groups, widget_state
 
     run = Run.get(ws, run_id)
-    watcher, errors = RunWatcher(ws.store, run_id), ErrorGroups(ws.store)
+    watcher, errors = RunWatcher(ws.store, run_id), ChangedRows(ws.store, "errors", error_groups)
     seconds, sizes = [], []
     for poll in range(polls):
         if poll:

@@ -50,8 +50,8 @@ export function keyed(container, items, keyOf, create, update) {
   const existing = new Map();
   for (const node of [...container.children]) existing.set(node.dataset.key, node);
   let previous = null;
-  for (const item of items) {
-    const key = String(keyOf(item));
+  for (const [index, item] of items.entries()) {
+    const key = String(keyOf(item, index));
     let node = existing.get(key);
     if (node) existing.delete(key);
     else {

@@ -103,6 +103,37 @@ function properties(step, home) {
   ].filter(Boolean);
 }
 
+// What the entry script logged with Run.log, log_list and log_row; rebuilt only when it changes.
+function metricsView() {
+  const body = h("div", { class: "prd-props" });
+  const node = h("details", { class: "prd-metrics", open: true }, h("summary", { text: "Metrics" }), body);
+  let key = "";
+  node.update = (logged) => {
+    const next = JSON.stringify(logged);
+    show(node, Object.keys(logged).length > 0);
+    if (next === key) return;
+    key = next;
+    body.replaceChildren(...Object.entries(logged).map(([name, m]) => {
+      let value;
+      if (m.table) {
+        const columns = Object.keys(m.table);
+        const shown = table("prd-metric-table", columns);
+        const rows = (m.table[columns[0]] || []).map((_, i) => columns.map((c) => m.table[c][i]));
+        shown.updateRows(rows, (_, i) => i, (row) => row);
+        const note = m.rows > rows.length ? `latest ${rows.length} of ${m.rows} rows` : "";
+        value = h("div", {}, shown, note ? h("div", { class: "prd-note", text: note }) : null);
+      } else if (m.list) {
+        const latest = m.count > m.list.length ? `, latest ${m.list.length}` : "";
+        value = h("span", { text: `${m.count} values${latest}: ${m.list.join(", ")}` });
+      } else {
+        value = h("span", { text: m.value });
+      }
+      return h("div", { class: "prd-prop" }, h("span", { class: "prd-prop-name", text: name }), value);
+    }));
+  };
+  return node;
+}
+
 function logsView(model) {
   const select = h("select", { class: "prd-log-select", "aria-label": "log file" });
   select.addEventListener("change", () => { model.set("selected_log", select.value); model.save_changes(); });
@@ -139,6 +170,7 @@ export function stepView(model) {
   const lanes = timelineView();
   const workers = table("prd-workers", WORKER_COLUMNS);
   const errors = errorsView();
+  const logged = metricsView();
   const preview = h("pre");
   const previewTitle = h("summary");
   const previewBox = h("details", { class: "prd-preview", open: true }, previewTitle, preview);
@@ -148,7 +180,7 @@ export function stepView(model) {
     h("div", { class: "prd-step-head" }, name, badge, elapsed), warnings, progress, numbers, error,
     chart, lanes, h("details", { class: "prd-workers-box", open: true },
       h("summary", { text: "Worker processes" }), workers),
-    errors, previewBox, h("details", { class: "prd-properties" },
+    errors, logged, previewBox, h("details", { class: "prd-properties" },
       h("summary", { text: "Properties and links" }), props), logs);
   let propsKey = "";
   node.update = (step, found, selected, final, home) => {
@@ -172,6 +204,7 @@ export function stepView(model) {
       cpu(w), bytes(w.rss), ago(w.heartbeat, final)], (w) => `prd-worker prd-state-${w.state}`);
     show(workers.parentNode, step.workers.length > 0);
     errors.update(found);
+    logged.update(step.metrics || {});
     show(previewBox, step.preview.length > 0);
     setText(previewTitle, `Latest output rows (${baseName(step.links.output)})`);
     setText(preview, step.preview.join("\n"));

@@ -386,15 +386,12 @@ class RunStore:
 
     # -- for the views: bounded reads, however many rows a run has -------------------------
 
-    def errors_version(self, run_id: str) -> tuple[int, int]:
-        """``(count, newest rowid)`` of the run's errors: changes whenever an error is added."""
-        row = (
-            self._connect()
-            .execute(
-                "SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM errors WHERE run_id=?", (run_id,)
-            )
-            .fetchone()
-        )
+    def version(self, table: str, run_id: str) -> tuple[int, int]:
+        """``(count, newest rowid)`` of the run's rows in ``table`` ("errors" or "metrics"):
+        it changes whenever a row is added, so a view reads them again only then."""
+        name = {"errors": "errors", "metrics": "metrics"}[table]
+        sql = f"SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM {name} WHERE run_id=?"
+        row = self._connect().execute(sql, (run_id,)).fetchone()
         return row[0], row[1]
 
     def error_groups(self, run_id: str, groups: int, rows: int) -> tuple[int, list[dict]]:

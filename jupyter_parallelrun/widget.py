@@ -39,6 +39,7 @@ TRACEBACK_CHARS = 4000
 EXCEPTION_CHARS = 500
 TIMELINE_BLOCKS = 6000
 THROUGHPUT_BINS = 60
+METRICS = 50
 #: The settings shown under a step's properties (the rest are in its snapshot).
 CONFIG_SHOWN = (
     "mini_batch_size",
@@ -198,39 +199,62 @@ def _step_view(
     return view
 
 
-class ErrorGroups:
-    """The grouped errors of a run's steps, read again only when an error was added."""
+class ChangedRows:
+    """A step's grouped errors or metrics, read again only when a row was added to them."""
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self, store: Any, table: str, read: Any) -> None:
+        self.store, self.table, self.read = store, table, read
         self._seen: dict[str, tuple[tuple[int, int], dict]] = {}
 
     def __call__(self, step_id: str) -> dict[str, Any]:
-        version = self.store.errors_version(step_id)
+        version = self.store.version(self.table, step_id)
         if step_id not in self._seen or self._seen[step_id][0] != version:
-            self._seen[step_id] = (version, error_groups(self.store, step_id))
+            self._seen[step_id] = (version, self.read(self.store, step_id))
         return self._seen[step_id][1]
+
+
+def metrics(store: Any, step_id: str) -> dict[str, Any]:
+    """What the step's script logged (``Run.log``, ``log_list``, ``log_row``), bounded: the
+    latest values of a list and the latest rows of a table."""
+    shown: dict[str, Any] = {}
+    for name, value in list(store.run_metrics(step_id).items())[:METRICS]:
+        if isinstance(value, dict):
+            columns = list(value)[:10]
+            rows = len(next(iter(value.values()), []))
+            shown[name] = {
+                "table": {c: [_clip(str(v), 80) for v in value[c][-20:]] for c in columns},
+                "rows": rows,
+            }
+        elif isinstance(value, list):
+            shown[name] = {"list": [_clip(str(v), 80) for v in value[-20:]], "count": len(value)}
+        else:
+            shown[name] = {"value": _clip(str(value), 300)}
+    return shown
 
 
 def widget_state(
     run: Any,
     selected_log: str = "",
     watcher: RunWatcher | None = None,
-    errors: ErrorGroups | None = None,
+    errors: ChangedRows | None = None,
+    logged: ChangedRows | None = None,
 ) -> tuple[dict, dict]:
     """What the front-end shows: ``(state, errors)``, both JSON-able and bounded in size.
 
-    Pass the same ``watcher`` and ``errors`` on every poll, so that each reads only what
-    changed since the last one.
+    Pass the same ``watcher``, ``errors`` and ``logged`` (metrics) on every poll, so that each
+    reads only what changed since the last one.
     """
     ws = run.experiment.workspace
     watcher = watcher or RunWatcher(ws.store, run.id)
-    errors = errors or ErrorGroups(ws.store)
+    errors = errors or ChangedRows(ws.store, "errors", error_groups)
+    logged = logged or ChangedRows(ws.store, "metrics", metrics)
     state = watcher.state()
     now = time.time()
     record = ws.store.get_run(run.id)
     pipeline = ws.store.get_run(record["parent_id"]) if record["parent_id"] else record
     state["steps"] = [_step_view(ws, watcher, step, selected_log, now) for step in state["steps"]]
+    for step in state["steps"]:
+        step["metrics"] = logged(step["id"])
     parameters = (pipeline["spec"] or {}).get("parameters", {})
     state["parameters"] = {k: str(v)[:200] for k, v in parameters.items()}
     state["tags"] = pipeline["tags"] or {}
@@ -281,7 +305,8 @@ class RunDetails(anywidget.AnyWidget):
         self._polls = 0
         store = run_instance.experiment.workspace.store
         self._watcher = RunWatcher(store, run_instance.id)
-        self._error_groups = ErrorGroups(store)
+        self._errors = ChangedRows(store, "errors", error_groups)
+        self._metrics = ChangedRows(store, "metrics", metrics)
         self._refresh()
         self.on_msg(self._on_action)
         self._follow()
@@ -294,7 +319,7 @@ class RunDetails(anywidget.AnyWidget):
     def _refresh(self) -> dict:
         with self._lock:
             state, errors = widget_state(
-                self.run_instance, self.selected_log, self._watcher, self._error_groups
+                self.run_instance, self.selected_log, self._watcher, self._errors, self._metrics
             )
             # Counted, so a test can tell how many polls something took without a clock.
             self._polls += 1

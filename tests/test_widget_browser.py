@@ -53,6 +53,7 @@ def _script(release: Path, gated_from: int, items: int) -> str:
     gated = tuple(f"_{i:03d}.txt" for i in range(gated_from, items))
     return f"""
 import os, time
+from jupyter_parallelrun import Run
 
 FAILING = {FAILING!r}
 GATED = {gated!r}
@@ -62,6 +63,7 @@ def init():
 
 def run(mini_batch):
     time.sleep(0.15)
+    Run.get_context().log("scored", len(mini_batch))
     rows = []
     for path in mini_batch:
         name = os.path.basename(path)
@@ -132,6 +134,12 @@ def _wait_polls(root: Locator, count: int) -> None:
     expect(root).to_have_attribute("data-poll", str(start + count))
 
 
+def _contrast_in_both_themes(page: Page, root: Locator) -> None:
+    for name, light in (("JupyterLab Dark", False), ("JupyterLab Light", True)):
+        theme(page, name, light=light)
+        assert low_contrast(root) == [], (name, low_contrast(root))
+
+
 def _check_theme_and_width(page: Page, root: Locator, moment: str) -> None:
     """AA contrast in both themes (photographed for docs/), then nothing cut off at 360 px."""
     page.evaluate("() => window.getSelection().removeAllRanges()")
@@ -194,6 +202,7 @@ def test_live_run_in_jupyterlab(tmp_path: Path, lab, page: Page):
     expect(trace).to_be_visible()
     assert "cannot score item_013.txt" in page.evaluate("() => String(window.getSelection())")
     expect(root.locator(".prd-lane")).to_have_count(2)
+    expect(root.locator(".prd-metrics")).to_contain_text("scored")
     _check_theme_and_width(page, root, "running")
 
     release.touch()
@@ -254,6 +263,7 @@ def test_cancel_and_resume_buttons(tmp_path: Path, lab, page: Page):
     root.locator(".prd-cancel").click()
     expect(root.locator(".prd-head .prd-status")).to_have_text("Canceled")
     expect(root.locator(".prd-cancel")).to_be_disabled()
+    _contrast_in_both_themes(page, root)
     release.touch()
     root.locator(".prd-resume").click()
     expect(root.locator(".prd-notice")).to_contain_text("Resumed")
@@ -274,6 +284,7 @@ def test_a_killed_runner_shows_failed_within_two_polls(tmp_path: Path, lab, page
     assert _poll(root) <= before + 2
     expect(root.locator(".prd-run-error")).to_contain_text("ended without finishing the run")
     expect(root.locator(".prd-resume")).to_be_enabled()
+    _contrast_in_both_themes(page, root)
     # Polling stopped: the view stays as it is.
     final = _poll(root)
     page.wait_for_timeout(2500)

@@ -14,7 +14,7 @@ from conftest import ECHO_SCRIPT, file_dataset, submit_step
 
 from jupyter_parallelrun import ActivityFailedException, Run, RunDetails
 from jupyter_parallelrun.progress import RunWatcher, summary_text
-from jupyter_parallelrun.widget import ErrorGroups, widget_state
+from jupyter_parallelrun.widget import ChangedRows, error_groups, widget_state
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -139,7 +139,7 @@ def test_the_state_sent_per_poll_is_bounded(ws, big_run):
 def test_a_poll_reads_what_changed_and_sees_what_a_fresh_read_sees(ws, big_run):
     run_id = big_run.synthetic_run(ws, errors=300, mini_batches=2_000)
     run = Run.get(ws, run_id)
-    watcher, groups = RunWatcher(ws.store, run_id), ErrorGroups(ws.store)
+    watcher, groups = RunWatcher(ws.store, run_id), ChangedRows(ws.store, "errors", error_groups)
     widget_state(run, "", watcher, groups)
     big_run._more(ws, 150, 2_000, error=True)
     # The same mini-batch written again (a resumed run's retry) replaces its record.
@@ -156,3 +156,30 @@ def test_a_poll_reads_what_changed_and_sees_what_a_fresh_read_sees(ws, big_run):
         assert sum(chart["rates"]) * chart["width"] == pytest.approx(2_150 * 10, rel=1e-4)
     assert polled_errors == fresh_errors
     assert polled_errors[polled["id"]]["groups"][0]["count"] == 7
+
+
+LOGGING = """
+import os
+from jupyter_parallelrun import Run
+
+def init():
+    Run.get_context().log("model", "digits-v1")
+
+def run(mini_batch):
+    context = Run.get_context()
+    context.log("batch_size", len(mini_batch))
+    for path in mini_batch:
+        context.log_row("scores", item=os.path.basename(path), score=0.5)
+    return mini_batch
+"""
+
+
+def test_the_metrics_a_script_logs_are_shown_bounded(ws, write_script, files):
+    run = submit_step(ws, write_script(LOGGING), file_dataset(files(30)), mini_batch_size=1)
+    run.wait_for_completion()
+    state, _ = widget_state(run)
+    logged = state["steps"][0]["metrics"]
+    # Each of the two processes ran init() once.
+    assert logged["model"] == {"list": ["digits-v1", "digits-v1"], "count": 2}
+    assert logged["batch_size"] == {"list": ["1"] * 20, "count": 30}
+    assert logged["scores"]["rows"] == 30 and len(logged["scores"]["table"]["item"]) == 20
