@@ -325,3 +325,23 @@ def test_a_blob_gone_before_its_download_fails_its_mini_batch_only(
     out = step_run.get_output_data("scores")
     rows = (out.datastore.local_path(out.path_on_datastore) / "parallel_run_step.txt").read_text()
     assert sorted(rows.splitlines()) == [f"item_{i:03d}.txt {i}" for i in (0, 1, 2, 4)]
+
+
+def test_a_step_without_output_over_blob_input(ws, azurite, container, tmp_path, write_script):
+    store = register(ws, azurite, container)
+    upload_items(store, tmp_path, 3)
+    cfg = ParallelRunConfig(
+        source_directory=str(write_script(LOCAL_PATHS_SCRIPT)),
+        entry_script="score.py",
+        mini_batch_size=2,
+        error_threshold=0,
+        process_count_per_node=1,
+        node_count=1,
+    )
+    ds = Dataset.File.from_files(path=store.path("items/"))
+    step = ParallelRunStep(
+        name="no-output", parallel_run_config=cfg, inputs=[ds.as_named_input("items")]
+    )
+    run = Experiment(ws, "no-output").submit(Pipeline(workspace=ws, steps=[step]))
+    assert run.wait_for_completion() == "Completed"
+    assert run.find_step_run("no-output")[0].get_metrics()["items_done"] == 3

@@ -117,7 +117,7 @@ def check_blob_datastores(ws: Workspace, step: dict[str, Any], checked: set[str]
     its credentials, so that a wrong key, a missing container, an unreachable account or a
     missing adlfs is an error at submit() rather than in every worker."""
     from ..blob_storage import check_container
-    from ..datastore import Datastore
+    from .step_input import output_datastore
 
     found: dict[str, dict] = {}
 
@@ -132,7 +132,7 @@ def check_blob_datastores(ws: Workspace, step: dict[str, Any], checked: set[str]
                 walk(item)
 
     walk([step["input"], step["side_inputs"], step["arguments"]])
-    output = Datastore.get(ws, step["output"]["datastore"]).to_spec()
+    output = output_datastore(ws, step["output"]).to_spec()
     if output["datastore_type"] == "AzureBlob":
         found.setdefault(output["name"], output)
     for name, spec in found.items():

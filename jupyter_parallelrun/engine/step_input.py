@@ -26,12 +26,21 @@ if TYPE_CHECKING:
 BLOB_OUTPUTS = "blob_outputs"
 
 
+def output_datastore(ws: Workspace, output: dict[str, Any]) -> Any:
+    """The Datastore a step's output goes to (the default one is registered when first used,
+    as ``Workspace.get_default_datastore`` does: a step without output goes there)."""
+    from ..datastore import Datastore
+    from ..workspace import DEFAULT_DATASTORE
+
+    if output["datastore"] == DEFAULT_DATASTORE:
+        return ws.get_default_datastore()
+    return Datastore.get(ws, output["datastore"])
+
+
 def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:
     """The local folder of a step's output: on its datastore, or for a blob datastore the
     folder where it is committed before :func:`upload_output` copies it to the container."""
-    from ..datastore import Datastore
-
-    datastore = Datastore.get(ws, output["datastore"])
+    datastore = output_datastore(ws, output)
     if datastore.datastore_type != "Local":
         return ws.path / BLOB_OUTPUTS / datastore.name / output["path_on_datastore"]
     return datastore.local_path(output["path_on_datastore"])
@@ -43,10 +52,9 @@ def upload_output(ws: Workspace, output: dict[str, Any]) -> None:
     The rows were committed exactly once into the local folder first; a failed upload fails
     the step and leaves them there, and uploading again overwrites the same blobs.
     """
-    from ..datastore import Datastore
     from ..storage import iter_local_files
 
-    datastore = Datastore.get(ws, output["datastore"])
+    datastore = output_datastore(ws, output)
     if datastore.datastore_type == "Local":
         return
     folder = output_folder(ws, output)
