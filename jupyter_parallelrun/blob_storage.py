@@ -143,6 +143,7 @@ def check_container(name: str, spec: dict[str, Any], timeout: float = CHECK_TIME
         if getattr(error, "status_code", None) not in (401, 403):
             raise
         code = getattr(error, "error_code", None) or error.status_code
+        code = getattr(code, "value", code)  # StorageErrorCode.X reads as Azure's own name
         refused = f"the {credential} given" if credential else "anonymous access (no credential)"
         raise PermissionError(
             f"{where} refuses {refused} to list container_name={container!r} ({code}); pass "
