@@ -80,7 +80,7 @@ function render({ model, el }) {
     show(stepsBox, state.steps.length > 1);
     steps.updateRows(state.steps, (s) => s.id, (s) => [s.name, s.headline,
       `${s.mb_done + s.mb_failed}/${s.mb_total ?? "?"}`, s.items_done, s.items_failed,
-      s.properties.input, s.links.output || "", duration(s.elapsed)],
+      s.properties.input, s.properties.output || "", duration(s.elapsed)],
       (s) => `prd-step-row prd-tone-${s.tone}`);
     keyed(stepViews, state.steps, (s) => s.id, () => stepView(model),
       (view, step) => view.update(step, found[step.id], state.selected_log, state.final, state.home));

@@ -91,7 +91,7 @@ function properties(step, home) {
   const p = step.properties;
   const rows = [["entry script", p.entry_script], ["source directory", p.source_directory],
     ["compute target", p.compute_target], ["nodes × processes", p.nodes_processes],
-    ["input", p.input], ["arguments", p.arguments], ["started", clock(step.started)],
+    ["input", p.input], ["output", p.output], ["arguments", p.arguments], ["started", clock(step.started)],
     ["ended", clock(step.ended)], ["duration", step.ended ? duration(step.elapsed) : ""],
     ...Object.entries(p.config).map(([k, v]) => [k, String(v)])];
   return [

@@ -42,16 +42,9 @@ THROUGHPUT_BINS = 60
 METRICS = 50
 #: The settings shown under a step's properties (the rest are in its snapshot).
 CONFIG_SHOWN = (
-    "mini_batch_size",
-    "error_threshold",
-    "allowed_failed_count",
-    "allowed_failed_percent",
-    "run_max_try",
-    "run_invocation_timeout",
-    "output_action",
-    "append_row_file_name",
-    "preserve_order",
-    "logging_level",
+    *("mini_batch_size", "error_threshold", "allowed_failed_count", "allowed_failed_percent"),
+    *("run_max_try", "run_invocation_timeout", "output_action", "append_row_file_name"),
+    *("preserve_order", "logging_level"),
 )
 _IMPORT = re.compile(r"""(from\s+)["']\./([\w.]+\.js)["']""")
 
@@ -151,9 +144,20 @@ def throughput(history: Any, step: dict[str, Any], now: float) -> dict[str, Any]
     return {"span": span, "width": span / THROUGHPUT_BINS, "rates": rates}
 
 
+def _input_text(spec: dict[str, Any], names: dict[str, str]) -> str:
+    """``items: /data/in`` for a dataset, ``scores (from step score)`` for a PipelineData."""
+    if spec.get("pipeline_data"):
+        producer = names.get(spec.get("producer"), spec.get("producer"))
+        return f"{spec['pipeline_data']} (from step {producer})"
+    sources = (spec.get("dataset") or {}).get("sources", [])
+    paths = ", ".join(str(s.get("path", "")) for s in sources)
+    return f"{spec.get('name', 'input')}: {paths}"[:300]
+
+
 def _step_view(
-    ws: Any, watcher: RunWatcher, step: dict[str, Any], selected_log: str, now: float
+    ws: Any, watcher: RunWatcher, step: dict[str, Any], selected_log: str, step_names: dict
 ) -> dict[str, Any]:
+    now = time.time()
     store = ws.store
     spec = store.get_run(step["id"])["spec"] or {}
     config = spec.get("config", {})
@@ -181,14 +185,14 @@ def _step_view(
         "snapshot": spec.get("snapshot"),
         "logs": str(logs),
     }
-    dataset = (spec.get("input") or {}).get("dataset") or {}
     view["properties"] = {
         "entry_script": config.get("entry_script"),
         "source_directory": config.get("source_directory"),
         "compute_target": config.get("compute_target") or "local",
         "nodes_processes": f"{config.get('node_count', 1)} node(s) × "
         f"{config.get('process_count_per_node', 1)} process(es)",
-        "input": ", ".join(s.get("path", "") for s in dataset.get("sources", []))[:300],
+        "input": _input_text(spec.get("input") or {}, step_names),
+        "output": (spec.get("output") or {}).get("name"),
         "arguments": " ".join(map(str, spec.get("arguments", [])))[:300],
         "config": {k: config.get(k) for k in CONFIG_SHOWN if config.get(k) is not None},
     }
@@ -249,12 +253,15 @@ def widget_state(
     errors = errors or ChangedRows(ws.store, "errors", error_groups)
     logged = logged or ChangedRows(ws.store, "metrics", metrics)
     state = watcher.state()
-    now = time.time()
     record = ws.store.get_run(run.id)
     pipeline = ws.store.get_run(record["parent_id"]) if record["parent_id"] else record
-    state["steps"] = [_step_view(ws, watcher, step, selected_log, now) for step in state["steps"]]
+    names = {step["id"]: step["name"] for step in state["steps"]}
+    state["steps"] = [_step_view(ws, watcher, s, selected_log, names) for s in state["steps"]]
     for step in state["steps"]:
         step["metrics"] = logged(step["id"])
+        # "step 'x' canceled: canceled on request" is said once, by the run's error.
+        if step["error"] and step["error"] in (state["error"] or ""):
+            step["error"] = None
     parameters = (pipeline["spec"] or {}).get("parameters", {})
     state["parameters"] = {k: str(v)[:200] for k, v in parameters.items()}
     state["tags"] = pipeline["tags"] or {}

@@ -120,3 +120,10 @@ def test_state_of_a_pipeline_has_a_row_per_step(ws, write_script, files):
     assert len(first["preview"]) == 6
     assert second["preview"][0].startswith("parallel_run_step.txt item_")
     assert len(first["workers"]) == len(second["workers"]) == 1
+    # Each step's row says what it read and wrote.
+    assert (
+        first["properties"]["input"].startswith("items: ")
+        and first["properties"]["output"] == "echoed"
+    )
+    assert second["properties"]["input"] == "echoed (from step echo)"
+    assert second["properties"]["output"] == "again"
