@@ -97,7 +97,7 @@ def images_job(label: str, images: Path, model: Path, processes: int, compute=No
         output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
         allow_reuse=True,
     )
-    return Experiment(ws, "w1"), Pipeline(workspace=ws, steps=[step])
+    return Experiment(ws, "w1-images"), Pipeline(workspace=ws, steps=[step])
 
 
 def run_ours(images: Path, model: Path, processes: int, count: int, label: str = "w1"):

@@ -68,7 +68,7 @@ def run_ours(table: Path, processes: int, memory: TreeMemory):
         allow_reuse=False,
     )
     return submit_and_watch(
-        Experiment(ws, "w3"), Pipeline(workspace=ws, steps=[step]), memory=memory
+        Experiment(ws, "w3-tabular"), Pipeline(workspace=ws, steps=[step]), memory=memory
     )
 
 

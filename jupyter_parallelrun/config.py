@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .compute import ComputeTarget
+from .compute import ComputeTarget, check_node_count
 from .config_checks import (
     check_choice,
     check_entry_script,
@@ -31,6 +31,9 @@ from .pipeline import PipelineParameter
 OUTPUT_ACTIONS = ("append_row", "summary_only")
 LOGGING_LEVELS = ("WARNING", "INFO", "DEBUG", "ERROR", "CRITICAL")
 DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"
+#: Workers beat every heartbeat_timeout / 4 seconds (at most 5) and the runner looks every
+#: 50 ms; below a second a worker busy starting or a loaded machine reads as a dead worker.
+MIN_HEARTBEAT_TIMEOUT = 1
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
@@ -155,7 +158,8 @@ class ParallelRunConfig:
     heartbeat_timeout : int or float, optional
         Seconds a worker process may go without a heartbeat while it is not inside ``run()``
         (starting, in ``init()``, or waiting for work) before it is treated as dead, killed
-        and replaced (default 60). Inside ``run()``, run_invocation_timeout applies instead.
+        and replaced (default 60, at least 1). Inside ``run()``, run_invocation_timeout
+        applies instead.
     preserve_order : bool, optional
         ``append_row`` only: write the rows in the order of the input (mini-batch by
         mini-batch, each mini-batch's rows as ``run()`` returned them) instead of the order
@@ -231,6 +235,12 @@ class ParallelRunConfig:
         self.node_count = _check_field(
             "node_count", _merge("node_count", node_count, 1, "instance_count", instance_count)
         )
+        if isinstance(compute_target, ComputeTarget) and not isinstance(
+            self.node_count, PipelineParameter
+        ):
+            # A target given by name, or a node_count given as a parameter, is checked at
+            # submit(), where the target is looked up and the parameter has its value.
+            check_node_count(compute_target.to_spec(), self.node_count)
         process_count_per_node = _merge(
             "process_count_per_node",
             process_count_per_node,
@@ -290,7 +300,7 @@ class ParallelRunConfig:
             "resource_monitor_interval", resource_monitor_interval, 0, inclusive=True
         )
         self.heartbeat_timeout = check_number(
-            "heartbeat_timeout", heartbeat_timeout, 0, inclusive=False
+            "heartbeat_timeout", heartbeat_timeout, MIN_HEARTBEAT_TIMEOUT, inclusive=True
         )
         if not isinstance(preserve_order, bool):
             raise TypeError(f"preserve_order must be True or False; got {preserve_order!r}")

@@ -8,6 +8,7 @@ PipelineParameter, so both say the same.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -30,11 +31,14 @@ def check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def check_number(name: str, value: Any, minimum: float, *, inclusive: bool) -> float:
-    """``value`` as a number > ``minimum`` (>= when ``inclusive``)."""
-    rule = f"a number {'>=' if inclusive else '>'} {minimum:g}"
+    """``value`` as a finite number > ``minimum`` (>= when ``inclusive``).
+
+    NaN compares false with everything, so a NaN timeout would never expire; infinity is
+    refused too (the optional timeouts take None for "no limit")."""
+    rule = f"a finite number {'>=' if inclusive else '>'} {minimum:g}"
     if not _is_number(value):
         raise TypeError(f"{name} must be {rule}; got {value!r}")
-    if value < minimum or (value == minimum and not inclusive):
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
         raise ValueError(f"{name} must be {rule}; got {value!r}")
     return value
 
@@ -82,13 +86,26 @@ def check_percent(name: str, value: Any) -> float:
     return value
 
 
+#: The longest file name most filesystems take (ext4, XFS, NTFS), in bytes.
+MAX_FILE_NAME_BYTES = 255
+
+
 def check_file_name(name: str, value: Any) -> str:
-    """``value`` as a bare file name: no folder part."""
-    rule = f"{name} must be a bare file name (no '/' or '\\\\', not '.' or '..')"
+    """``value`` as a bare file name: no folder part, no NUL, at most 255 bytes in UTF-8."""
+    rule = (
+        f"{name} must be a bare file name (no '/', '\\\\' or NUL, not '.' or '..', "
+        f"at most {MAX_FILE_NAME_BYTES} bytes)"
+    )
     if not isinstance(value, str):
         raise TypeError(f"{rule}; got {value!r}")
-    if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
-        raise ValueError(f"{rule}; got {value!r}")
+    shown = repr(value) if len(value) <= 80 else f"{value[:40]!r}... ({len(value)} characters)"
+    if (
+        not value.strip()
+        or any(c in value for c in "/\\\0")
+        or value in (".", "..")
+        or len(value.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES
+    ):
+        raise ValueError(f"{rule}; got {shown}")
     return value
 
 
@@ -101,6 +118,12 @@ def check_entry_script(name: str, value: Any, source_directory: Any) -> str:
     if source_directory is not None and os.path.isabs(value):
         raise ValueError(
             f"{name} must be relative to source_directory={str(source_directory)!r}; got {value!r}"
+        )
+    if source_directory is not None and ".." in value.replace("\\", "/").split("/"):
+        # The snapshot holds source_directory only: a script outside it would not be there.
+        raise ValueError(
+            f"{name} must be a path inside source_directory={str(source_directory)!r}, "
+            f"without '..'; got {value!r}"
         )
     return value
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import re
 import shutil
 import sys
 import time
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 
+#: Azure's rule for experiment names (azureml-core's Experiment): 3 to 36 characters.
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,35}\Z")
+
+
 class ActivityFailedException(RuntimeError):
     """A run ended Failed or Canceled while ``wait_for_completion(raise_on_error=True)``."""
 
@@ -41,8 +46,13 @@ class Experiment:
     """
 
     def __init__(self, workspace: Workspace, name: str) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"name must be a non-empty string; got {name!r}")
+        if not isinstance(name, str) or not EXPERIMENT_NAME.match(name):
+            # The name is part of every run id, and so of the run's folder: a name outside
+            # Azure's rule ("../../x") would put the folder outside the workspace.
+            raise ValueError(
+                "name must be 3 to 36 letters, digits, '_' and '-', starting with a letter or "
+                f"digit (Azure's rule for experiment names); got {name!r}"
+            )
         self.workspace, self.name = workspace, name
 
     def submit(

@@ -71,7 +71,7 @@ def test_defaults_as_azure():
         ("first_task_creation_timeout", 1.5, 1.5),
         ("task_overhead_timeout", 2, 2),
         ("resource_monitor_interval", 0, 0),
-        ("heartbeat_timeout", 0.5, 0.5),
+        ("heartbeat_timeout", 1, 1),
     ],
 )
 def test_good_values(setting, given, kept):
@@ -99,8 +99,8 @@ def test_good_values(setting, given, kept):
         ("mini_batch_size", 0, ValueError, "mini_batch_size must be .*; got 0"),
         ("mini_batch_size", 2.5, TypeError, "mini_batch_size must be .*; got 2.5"),
         ("logging_level", "LOUD", ValueError, "logging_level must be one of 'WARN.*got 'LOUD'"),
-        ("run_invocation_timeout", 0, ValueError, "run_invocation_timeout must be a number > 0; got 0"),  # noqa: E501
-        ("run_invocation_timeout", "60", TypeError, "run_invocation_timeout must be a number > 0"),
+        ("run_invocation_timeout", 0, ValueError, "run_invocation_timeout must be a finite number > 0; got 0"),  # noqa: E501
+        ("run_invocation_timeout", "60", TypeError, "run_invocation_timeout must be a finite number > 0"),  # noqa: E501
         ("run_max_try", 0, ValueError, "run_max_try must be an int >= 1; got 0"),
         ("append_row_file_name", "out/rows.txt", ValueError, "append_row_file_name must be a bare file name.*got 'out/rows.txt'"),  # noqa: E501
         ("append_row_file_name", "a\\b.txt", ValueError, "append_row_file_name must be a bare"),
@@ -113,11 +113,11 @@ def test_good_values(setting, given, kept):
         ("partition_keys", [], ValueError, "partition_keys must be a list of non-empty .*got"),
         ("environment_variables", {"A": 1}, TypeError, "environment_variables must be a dict of strings to strings; got {'A': 1}"),  # noqa: E501
         ("environment_variables", ["A"], TypeError, "environment_variables must be a dict"),
-        ("progress_update_timeout", -1, ValueError, "progress_update_timeout must be a number > 0; got -1"),  # noqa: E501
-        ("first_task_creation_timeout", 0, ValueError, "first_task_creation_timeout must be a number > 0"),  # noqa: E501
-        ("task_overhead_timeout", "1", TypeError, "task_overhead_timeout must be a number > 0"),
-        ("resource_monitor_interval", -1, ValueError, "resource_monitor_interval must be a number >= 0; got -1"),  # noqa: E501
-        ("heartbeat_timeout", 0, ValueError, "heartbeat_timeout must be a number > 0; got 0"),
+        ("progress_update_timeout", -1, ValueError, "progress_update_timeout must be a finite number > 0; got -1"),  # noqa: E501
+        ("first_task_creation_timeout", 0, ValueError, "first_task_creation_timeout must be a finite number > 0"),  # noqa: E501
+        ("task_overhead_timeout", "1", TypeError, "task_overhead_timeout must be a finite number > 0"),  # noqa: E501
+        ("resource_monitor_interval", -1, ValueError, "resource_monitor_interval must be a finite number >= 0; got -1"),  # noqa: E501
+        ("heartbeat_timeout", 0, ValueError, "heartbeat_timeout must be a finite number >= 1; got 0"),  # noqa: E501
         ("environment", "env", TypeError, "environment must be an Environment or None; got str"),
         ("compute_target", 3, TypeError, "compute_target must be a ComputeTarget, a compute"),
         ("compute_target", "", ValueError, "compute_target must be a compute target's name"),
@@ -258,3 +258,49 @@ def test_resolved_environment_and_compute(ws):
     assert resolved["compute_target"] == "cpucluster"
     assert make(compute_target="other").resolved({})["compute_target"] == "other"
     json.dumps(resolved)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("run_invocation_timeout", float("nan"), "run_invocation_timeout must be a finite number > 0; got nan"),  # noqa: E501
+        ("run_invocation_timeout", float("inf"), "run_invocation_timeout must be a finite number > 0; got inf"),  # noqa: E501
+        ("progress_update_timeout", float("nan"), "progress_update_timeout must be a finite number > 0; got nan"),  # noqa: E501
+        ("first_task_creation_timeout", float("inf"), "first_task_creation_timeout must be a finite number > 0; got inf"),  # noqa: E501
+        ("task_overhead_timeout", float("-inf"), "task_overhead_timeout must be a finite number > 0; got -inf"),  # noqa: E501
+        ("resource_monitor_interval", float("nan"), "resource_monitor_interval must be a finite number >= 0; got nan"),  # noqa: E501
+        ("heartbeat_timeout", 1e-9, "heartbeat_timeout must be a finite number >= 1; got 1e-09"),
+        ("heartbeat_timeout", float("nan"), "heartbeat_timeout must be a finite number >= 1; got nan"),  # noqa: E501
+        ("allowed_failed_percent", float("nan"), "allowed_failed_percent must be a number from 0 to 100; got nan"),  # noqa: E501
+        ("append_row_file_name", "rows\0.txt", "append_row_file_name must be a bare file name (no '/', '\\\\' or NUL, not '.' or '..', at most 255 bytes); got 'rows\\x00.txt'"),  # noqa: E501
+        ("append_row_file_name", "r" * 300, f"at most 255 bytes); got {'r' * 40!r}... (300 characters)"),  # noqa: E501
+        ("append_row_file_name", "é" * 128, "append_row_file_name must be a bare file name"),
+    ],
+)  # fmt: skip
+def test_values_that_would_disable_a_limit_or_break_a_file_are_refused(setting, value, message):
+    # NaN compares false with everything: a NaN timeout would never expire.
+    with pytest.raises(ValueError) as refused:
+        make(**{setting: value})
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("script", ["../x.py", "sub/../../x.py", "sub\\..\\..\\x.py"])
+def test_entry_script_must_stay_inside_source_directory(tmp_path, script):
+    with pytest.raises(
+        ValueError,
+        match=f"entry_script must be a path inside source_directory='{tmp_path}', without "
+        f"'..'; got {script!r}".replace("\\", "\\\\")
+        .replace("(", r"\(")
+        .replace(")", r"\)"),
+    ):
+        make(entry_script=script, source_directory=str(tmp_path))
+    assert make(entry_script="sub/x.py", source_directory=str(tmp_path)).entry_script == "sub/x.py"
+
+
+def test_node_count_above_a_given_targets_max_nodes_is_refused_at_once(ws):
+    compute = ComputeTarget.create(ws, "local4", AmlCompute.provisioning_configuration(max_nodes=4))
+    with pytest.raises(
+        ValueError, match="node_count=1000000 exceeds max_nodes=4 of compute target 'local4'"
+    ):
+        make(compute_target=compute, node_count=1_000_000)
+    assert make(compute_target=compute, node_count=4).node_count == 4

@@ -10,6 +10,7 @@ any process starts.
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -102,6 +103,33 @@ def _argument_plan(arg: Any, values: dict[str, Any], producers: dict[str, str]) 
     return str(arg)
 
 
+def check_links(source_directory: str) -> None:
+    """Raise for a symbolic link in ``source_directory`` that points outside it (or nowhere).
+
+    The snapshot copies what a link points to; a link that leaves the folder (to ``/etc``,
+    to a home directory) would copy that into every run's snapshot, so it is refused. Links
+    inside the folder are copied as what they point to, which the snapshot holds anyway.
+    """
+    root = os.path.realpath(source_directory)
+    for folder, dirs, names in os.walk(root):
+        ignored = SNAPSHOT_IGNORE(folder, dirs + names)
+        dirs[:] = [d for d in dirs if d not in ignored]
+        for name in dirs + names:
+            path = os.path.join(folder, name)
+            if name in ignored or not os.path.islink(path):
+                continue
+            target = os.path.realpath(path)
+            if os.path.commonpath([root, target]) != root or not os.path.exists(target):
+                shown = os.path.relpath(path, root).encode("utf-8", "backslashreplace").decode()
+                raise ValueError(
+                    f"source_directory={source_directory!r} holds the symbolic link {shown!r} "
+                    f"to {os.readlink(path)!r}, which is "
+                    f"{'outside the folder' if os.path.exists(target) else 'missing'}; the "
+                    "snapshot takes only what is inside source_directory: copy the file in, "
+                    "or remove the link"
+                )
+
+
 def _snapshot(ws: Workspace, step_run_id: str, source_directory: str | None, script: Path) -> str:
     target = ws.path / "runs" / step_run_id / "snapshot"
     if source_directory:
@@ -164,6 +192,8 @@ def make_plan(
         step_run_id = str(uuid.uuid4())
         config = step.parallel_run_config.resolved(values)
         script = check_entry_script(config["source_directory"], config["entry_script"])
+        if config["source_directory"]:
+            check_links(config["source_directory"])
         if config["source_directory"] is None:
             config["entry_script"] = script.name
         input_plan = _input_plan(step.inputs[0], values, producers)
