@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +114,23 @@ def runs_table(ws: Any, experiment: str | None = None, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+#: Control characters a terminal acts on (ESC starts colour, cursor and title sequences;
+#: CR rewrites a line; C1 holds a one-byte CSI): everything but tab and newline.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    r"""``text`` with the control characters a terminal would act on written as ``\x1b``
+    escapes: a worker's log holds whatever the user's code printed.
+
+    Examples
+    --------
+    >>> terminal_safe("\x1b[31mred\x1b[0m")
+    '\\x1b[31mred\\x1b[0m'
+    """
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def logs_text(ws: Any, run_id: str, process: str | None = None) -> str:
     """A step's result and error summary, or one worker's log."""
     from .run import Run
@@ -126,7 +144,8 @@ def logs_text(ws: Any, run_id: str, process: str | None = None) -> str:
         for name in names:
             path = folder / name
             if path.exists():
-                parts.append(f"== {step.name}: {name} ==\n{path.read_text().rstrip()}")
+                text = terminal_safe(path.read_bytes().decode("utf-8", "backslashreplace"))
+                parts.append(f"== {step.name}: {name} ==\n{text.rstrip()}")
             elif process:
                 known = sorted(p.stem for p in (folder / "workers").glob("*.txt"))
                 raise UsageError(f"--process {process}: no such process; processes: {known}")

@@ -237,3 +237,42 @@ def test_cancel_says_what_it_did_and_the_reason_shows_once(ws, write_script, fil
     again = _cli(cwd, "cancel", run_id)
     assert again.returncode == 0
     assert again.stdout.strip() == f"run {run_id} already finished: Canceled; nothing to cancel"
+
+
+HOSTILE_OUTPUT = """
+import os
+
+def init():
+    # Raw bytes from C or a careless print: not UTF-8, a title change, a screen clear.
+    os.write(1, b"bytes \\xff\\xfe here\\n\\x1b]0;pwned\\x07 title\\n\\x1b[2J\\rcleared\\n")
+
+def run(mini_batch):
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_logs_of_a_process_show_any_bytes_safely(ws, write_script, files):
+    script = write_script(HOSTILE_OUTPUT) / "score.py"
+    folder = ws.config_file.parent
+    done = _cli(folder, str(script), "--input", str(files(2)), "--wait", "--experiment", "cli")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split("Run ", 1)[1].split()[0]
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_parallelrun.cli",
+            "logs",
+            run_id,
+            "--process",
+            "process000",
+        ],
+        cwd=folder,
+        capture_output=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout.decode("utf-8")  # valid UTF-8, whatever the process wrote
+    assert "bytes \\xff\\xfe here" in out
+    assert "\\x1b]0;pwned\\x07 title" in out and "\\x1b[2J\\x0dcleared" in out
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in out), repr(out)
