@@ -125,7 +125,8 @@ class Dataset:
             else:
                 stat = os.stat(path)
                 stamp = f"{stat.st_size}\0{stat.st_mtime_ns}"
-            digest.update(f"{path}\0{stamp}\n".encode())
+            # surrogateescape: a file name that is not UTF-8 counts by its own bytes.
+            digest.update(f"{path}\0{stamp}\n".encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
 
     def register(

@@ -68,7 +68,31 @@ def read_records(
     row_groups : list of int, optional
         The row groups of a Parquet file to read.
     """
+    try:
+        frame = _read(path, fmt, options, start, end, row_groups)
+    except Exception as error:
+        # pyarrow's and pandas' messages ("Parquet magic bytes not found in footer", "Error
+        # tokenizing data") do not say which file; the error report must.
+        part = f" bytes {start}-{end}" if start is not None else ""
+        raise ValueError(
+            f"cannot read the {fmt} file {path}{part}: {type(error).__name__}: {error}"
+        ) from error
+    for column, value in partition_values(path, options.get("partition_format")).items():
+        frame[column] = value
+    if options.get("include_path"):
+        frame["Path"] = path
+    chosen = column_types(options)
+    return apply_types(frame, chosen, set(options.get("set_column_types") or {}), path)
 
+
+def _read(
+    path: str,
+    fmt: str,
+    options: dict[str, Any],
+    start: int | None,
+    end: int | None,
+    row_groups: list[int] | None,
+) -> pd.DataFrame:
     from .storage import open_file
 
     storage = options.get("storage")
@@ -87,12 +111,7 @@ def read_records(
             else:
                 data = header + handle.read()
             frame = _parse(data, fmt, options)
-    for column, value in partition_values(path, options.get("partition_format")).items():
-        frame[column] = value
-    if options.get("include_path"):
-        frame["Path"] = path
-    chosen = column_types(options)
-    return apply_types(frame, chosen, set(options.get("set_column_types") or {}), path)
+    return frame
 
 
 def column_types(options: dict[str, Any]) -> dict[str, dict]:

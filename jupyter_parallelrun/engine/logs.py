@@ -23,6 +23,8 @@ from typing import Any
 #: Seconds between rewrites of the progress overview: a rewrite is a file replace, which costs
 #: about a millisecond, and the scheduler reports state after every commit.
 OVERVIEW_INTERVAL = 1.0
+#: How the log files write what UTF-8 cannot encode: as ``\udcXX`` escapes.
+ESCAPE = "backslashreplace"
 
 
 class StepLogs:
@@ -31,8 +33,13 @@ class StepLogs:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         (self.folder / "workers").mkdir(parents=True, exist_ok=True)
-        self._runner = open(self.folder / "runner.txt", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        self._mini_batches = open(self.folder / "mini_batches.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        # A file name that is not UTF-8 is written escaped (see error_text.printable).
+        self._runner = open(  # noqa: SIM115
+            self.folder / "runner.txt", "a", buffering=1, encoding="utf-8", errors=ESCAPE
+        )
+        self._mini_batches = open(  # noqa: SIM115
+            self.folder / "mini_batches.jsonl", "a", encoding="utf-8", errors=ESCAPE
+        )
         self._overview_written = float("-inf")
         self._overview_pending: str | None = None
         self._resources = None
@@ -87,13 +94,15 @@ class StepLogs:
             return
         path = self.folder / "job_progress_overview.txt"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(self._overview_pending, encoding="utf-8")
+        tmp.write_text(self._overview_pending, encoding="utf-8", errors=ESCAPE)
         tmp.replace(path)
         self._overview_pending = None
         self._overview_written = time.monotonic()
 
     def result(self, status: str, summary: str, errors: list[dict[str, Any]]) -> None:
-        (self.folder / "job_result.txt").write_text(f"{status}\n{summary}\n", encoding="utf-8")
+        (self.folder / "job_result.txt").write_text(
+            f"{status}\n{summary}\n", encoding="utf-8", errors=ESCAPE
+        )
         kinds = Counter(e["exception"] for e in errors)
         lines = [f"{len(errors)} errors"] + [f"{n:6d} × {kind}" for kind, n in kinds.most_common()]
         lines.append("")
@@ -104,7 +113,9 @@ class StepLogs:
             )
             if error.get("traceback"):
                 lines.append(error["traceback"].rstrip())
-        (self.folder / "job_error.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (self.folder / "job_error.txt").write_text(
+            "\n".join(lines) + "\n", encoding="utf-8", errors=ESCAPE
+        )
 
     def close(self) -> None:
         self._write_overview()

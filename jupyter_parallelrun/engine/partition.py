@@ -173,7 +173,15 @@ def _tabular_batches(dataset: TabularDataset, size: int) -> Iterator[tuple[dict,
     storage = options.get("storage")
     for path in dataset.files:
         if fmt == "parquet":
-            for groups, rows in _row_group_runs(path, size, storage):
+            try:
+                runs = list(_row_group_runs(path, size, storage))
+            except Exception:  # noqa: BLE001 - any unreadable file: truncated, not Parquet, ...
+                # One mini-batch for the whole file, whose row count is unknown: its worker
+                # fails to read it and says why, and the file counts as one failed item,
+                # while the other files go on.
+                yield {"kind": fmt, "path": path, "row_groups": None, "options": options}, 1
+                continue
+            for groups, rows in runs:
                 yield {"kind": fmt, "path": path, "row_groups": groups, "options": options}, rows
             continue
         whole = options.get("support_multi_line") or codecs.lookup(
@@ -370,6 +378,8 @@ def describe(spec: dict[str, Any]) -> str:
         return f"{keys}{len(paths)} file{'s' if len(paths) != 1 else ''}: {names}{more}"
     if kind in ("delimited", "json_lines"):
         return f"{os.path.basename(spec['path'])} bytes {spec['start']}–{spec['end']}"
+    if kind == "parquet" and spec["row_groups"] is None:
+        return f"{os.path.basename(spec['path'])} (unreadable Parquet file)"
     if kind == "parquet":
         groups = spec["row_groups"]
         span = str(groups[0]) if len(groups) == 1 else f"{groups[0]}–{groups[-1]}"

@@ -26,6 +26,7 @@ from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 from . import python_path
 from .backends import Backend, DaskBackend, LocalBackend
 from .budget import Budget, StepCanceled, StepFailed
+from .error_text import MAX_MESSAGE_CHARS, shorten
 from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import iter_mini_batches
@@ -324,8 +325,9 @@ def _finish(ws: Workspace, step: dict, logs: StepLogs, status: str, summary: str
         f"{run['items_done']} items done, {run['items_failed']} failed; "
         f"{run['mb_done']} mini-batches done, {run['mb_failed']} failed, {run['retries']} retries"
     )
+    logs.runner(f"step {step['name']} {status}: {summary or counts}")  # in full
+    summary = shorten(summary, MAX_MESSAGE_CHARS, "logs/runner.txt")
     logs.result(status, "\n".join(filter(None, [summary, counts])), store.errors(run_id))
-    logs.runner(f"step {step['name']} {status}: {summary or counts}")
     error = (summary or None) if status != "Completed" else None
     store.update_run(run_id, status=status, ended=time.time(), error=error)
 

@@ -25,7 +25,10 @@ from .commit import OutputUnwritable, StepCommitter
 from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import MiniBatch, describe
-from .worker_processes import InFlight, Worker, WorkerProcesses
+from .worker_processes import GarbledMessage, InFlight, Worker, WorkerProcesses, receive
+
+#: Why a worker whose connection closed is lost.
+ENDED = "the worker process ended unexpectedly"
 
 #: Mini-batches sent ahead to each worker (one running, the rest queued in its pipe) ...
 PREFETCH = 2
@@ -158,17 +161,22 @@ class Scheduler:
     # -- workers ----------------------------------------------------------------------------
 
     def _drain(self, worker: Worker) -> None:
-        if not self._read(worker):
-            self._lost(worker, "the worker process ended unexpectedly")
+        lost = self._read(worker)
+        if lost is not None:
+            # A process that sent junk is alive and of no more use: it is killed and replaced.
+            self._lost(worker, lost, kill=lost != ENDED)
 
-    def _read(self, worker: Worker) -> bool:
-        """Handle every message waiting on the worker's connection; False once it has ended."""
+    def _read(self, worker: Worker) -> str | None:
+        """Handle every message waiting on the worker's connection; once it has ended or sent
+        something that is not a message, why it is lost."""
         try:
             while worker.conn is not None and worker.conn.poll():
-                self._handle(worker, worker.conn.recv())
+                self._handle(worker, receive(worker.conn))
         except (EOFError, OSError):
-            return False
-        return True
+            return ENDED
+        except GarbledMessage as error:
+            return str(error)
+        return None
 
     def _handle(self, worker: Worker, message: tuple) -> None:
         kind, now = message[0], time.time()
@@ -185,16 +193,37 @@ class Scheduler:
             self.logs.runner(f"{worker.name} init() failed: {message[1]}")
             self.processes.close(worker)
         elif kind == "done":
-            _, mb_id, n_items, n_ok, payload, began, ended = message
+            _, mb_id, n_items, n_ok, payload, began, ended, note = message
             flight = self._finish_head(worker, mb_id, now)
             n_failed = max(n_items - n_ok, 0)
+            if note:
+                # Items without a result are failed items: their inputs go in the failure
+                # record with the reason, as every item must be in the output or there.
+                self.committer.add_error(
+                    worker.error_row(
+                        self.run_id,
+                        mb_id,
+                        flight.tries,
+                        describe(flight.mini_batch.spec),
+                        note,
+                        None,
+                    )
+                )
+                self.logs.runner(f"mini-batch {mb_id} on {worker.name}: {note}")
             worker.done += 1
             took = max(ended - began, 1e-6)
             worker.mb_seconds = (
                 took if worker.mb_seconds is None else (0.8 * worker.mb_seconds + 0.2 * took)
             )
             record = flight.record(
-                self.run_id, worker, "done", began, ended, succeeded=n_ok, failed=n_failed
+                self.run_id,
+                worker,
+                "done",
+                began,
+                ended,
+                succeeded=n_ok,
+                failed=n_failed,
+                error=note,
             )
             self.committer.add_result(record, payload)
         elif kind == "error":
@@ -323,7 +352,7 @@ class Scheduler:
                 try:
                     worker.conn.send_bytes(data)
                 except OSError:
-                    self._lost(worker, "the worker process ended unexpectedly")
+                    self._lost(worker, ENDED)
                     break
 
     def _watch(self) -> None:

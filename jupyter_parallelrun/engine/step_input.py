@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,7 +104,7 @@ def step_definition(step: dict[str, Any]) -> str:
     )
     for path in sorted(Path(step["snapshot"]).rglob("*")):
         if path.is_file():
-            digest.update(str(path.relative_to(step["snapshot"])).encode())
+            digest.update(os.fsencode(path.relative_to(step["snapshot"])))
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

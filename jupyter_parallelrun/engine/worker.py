@@ -9,7 +9,8 @@ Messages (tuples, pickled by ``multiprocessing.connection``):
 
 worker → runner: ``("hello", name, pid, incarnation)`` (incarnation: which start of that
 worker this process is), ``("ready", init_seconds)``, ``("init_failed", exception,
-traceback)``, ``("done", mb_id, n_items, n_ok, payload, started, ended)``, ``("error", mb_id,
+traceback)``, ``("done", mb_id, n_items, n_ok, payload, started, ended, note)`` (note: why
+items have no result, or None), ``("error", mb_id,
 n_items, exception, traceback, started, ended)``, ``("beat", rss_bytes, cpu_seconds)`` (both
 None between resource samples), ``("bye",)``.
 
@@ -22,6 +23,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -30,6 +32,8 @@ import traceback
 from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
+
+from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, shorten
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -72,17 +76,55 @@ def resource_sample() -> tuple[int, float]:
     return rss, times.user + times.system
 
 
-def format_rows(result: Any) -> bytes:
-    """Output lines for ``append_row``: a DataFrame row is its values joined by spaces, a list
-    element its ``str``."""
-    if hasattr(result, "itertuples"):
+def result_rows(result: Any, n_items: int) -> tuple[list[str], str | None]:
+    """The output rows of what ``run()`` returned for ``n_items`` items, and a note when it
+    returned fewer results than items (those items count as failed).
+
+    A list (or tuple, or 1-d array) gives one row per element, its ``str``; a DataFrame one row
+    per row, its values joined by spaces. A ``None`` element is no row: its item counts as
+    failed (Azure would write the row ``"None"``). Anything else is an error naming its type.
+    """
+    if hasattr(result, "itertuples") and hasattr(result, "columns"):
         result = _dates_as_one_field(result)
-        lines = [" ".join(map(str, row)) for row in result.itertuples(index=False, name=None)]
+        rows = [" ".join(map(str, row)) for row in result.itertuples(index=False, name=None)]
+        missing = 0
     else:
-        lines = [str(item) for item in result]
-    if not lines:
+        if type(result).__module__ == "numpy" and getattr(result, "ndim", None) == 1:
+            result = result.tolist()
+        if not isinstance(result, list | tuple):
+            kind = type(result)
+            name = kind.__qualname__
+            if kind.__module__ != "builtins":
+                name = f"{kind.__module__}.{name}"
+            raise TypeError(
+                f"run() returned {'None' if result is None else 'a ' + name}; it must return "
+                "a list (one element per output row) or a pandas DataFrame"
+            )
+        rows = [str(element) for element in result if element is not None]
+        missing = len(result) - len(rows)
+    note = None
+    if len(rows) < n_items:
+        note = f"run() returned {len(rows)} results for {n_items} items"
+        if missing:
+            note += f" ({missing} of its elements were None)"
+        note += "; the items without a result count as failed"
+    return rows, note
+
+
+def format_rows(rows: list[str]) -> bytes:
+    """The ``append_row`` lines of ``rows``: one line per row, always.
+
+    A line break inside a row is written as the two characters ``\\n`` (``\\r`` for a
+    carriage return), so every reader (pandas, ``wc -l``) sees one line per row; text that
+    UTF-8 cannot encode (the lone surrogates of a non-UTF-8 file name) as ``\\udcXX``.
+    """
+    if not rows:
         return b""
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    lines = [
+        row.replace("\r", "\\r").replace("\n", "\\n") if "\n" in row or "\r" in row else row
+        for row in rows
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
 
 
 def _dates_as_one_field(frame: Any) -> Any:
@@ -120,8 +162,14 @@ def _redirect_output(log_file: Path, level: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    # A file name that is not UTF-8 (printed, or in a traceback) is written escaped: printing
+    # it must not raise inside the user's code.
+    for fd, stream in ((1, "stdout"), (2, "stderr")):
+        setattr(
+            sys,
+            stream,
+            open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False),  # noqa: SIM115
+        )
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         stream=sys.stderr,
@@ -160,6 +208,25 @@ def _restore_pinned_behaviour() -> None:
         )
 
 
+def _end_with_parent(parent_pid: int | None) -> None:
+    """Have the kernel kill this process the moment its parent, the runner, dies.
+
+    The heartbeat thread ends a worker whose runner is gone, but only while it can run: C code
+    holding the GIL (a long builtin call, a stuck extension) keeps it from ever noticing. Linux's
+    parent-death signal needs no thread. It fires when the thread that started this process
+    ends, which for the runner is its main thread, so only when the runner ends.
+    ``parent_pid`` is given by backends whose workers are the runner's own children.
+    """
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the runner died before the signal was set
+        os._exit(1)
+
+
 class _Channel:
     """The connection to the runner, shared by the main loop and the heartbeat thread."""
 
@@ -196,9 +263,11 @@ def _heartbeat(
 
 def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dict) -> None:
     """Run one worker process until the runner says stop (the body of every backend's worker)."""
+    _end_with_parent(spec.get("parent_pid"))
     channel = _Channel(address, authkey)
     channel.send(("hello", name, os.getpid(), spec["incarnation"]))
     _redirect_output(Path(spec["log_file"]), spec.get("logging_level", "INFO"))
+    log_name = "/".join(Path(spec["log_file"]).parts[-3:])  # logs/workers/<name>.txt
 
     from .. import entry_script
     from .fetch import Inbox
@@ -233,7 +302,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         wants_context = len(inspect.signature(run).parameters) >= 2
     except BaseException as error:  # noqa: BLE001 - any failure of user code is reported
         traceback.print_exc()
-        channel.send(("init_failed", _describe(error), traceback.format_exc()))
+        channel.send(("init_failed", *_error_text(error, log_name)))
         stop.set()
         return
     logging.getLogger(__name__).info("%s ready after %.2fs", name, time.time() - started)
@@ -261,10 +330,9 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
                 result = run(mini_batch, context)
             else:
                 result = run(mini_batch)
-            if result is None:
-                raise TypeError("run() returned None; it must return a list or a DataFrame")
-            n_ok = min(len(result), n_items)
-            payload = format_rows(result) if append_rows else b""
+            rows, note = result_rows(result, n_items)
+            n_ok = min(len(rows), n_items)
+            payload = format_rows(rows) if append_rows else b""
         except BaseException as error:  # noqa: BLE001 - a failed try, reported to the runner
             traceback.print_exc()
             if fetched is not None:
@@ -274,8 +342,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
                     "error",
                     mb_id,
                     n_items if n_items is not None else _records_in(mb_spec),
-                    _describe(error),
-                    traceback.format_exc(),
+                    *_error_text(error, log_name),
                     began,
                     time.time(),
                 )
@@ -283,7 +350,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
             continue
         if fetched is not None:
             fetched.discard()
-        channel.send(("done", mb_id, n_items, n_ok, payload, began, time.time()))
+        channel.send(("done", mb_id, n_items, n_ok, payload, began, time.time(), note))
 
     inbox.close()
     stop.set()
@@ -320,8 +387,14 @@ def _records_in(spec: dict) -> int | None:
     return sum(1 for line in text.split("\n") if line.strip())
 
 
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+def _error_text(error: BaseException, log_name: str) -> tuple[str, str]:
+    """The exception as ``"Type: message"`` and the traceback being handled, both bounded:
+    the full text is in this worker's log (``traceback.print_exc()`` wrote it there)."""
+    where = f"the worker's log {log_name}"
+    return (
+        shorten(f"{type(error).__name__}: {error}", MAX_MESSAGE_CHARS, where),
+        shorten(traceback.format_exc(), MAX_TRACEBACK_CHARS, where),
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ the step is done. What becomes of a lost worker's mini-batches is the scheduler'
 from __future__ import annotations
 
 import contextlib
+import pickle
 import signal
 import time
 from collections import deque
@@ -21,12 +22,53 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .backends.base import Backend, WorkerHandle
+from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, printable, shorten
 from .listener import WorkerListener
 from .logs import StepLogs
 from .partition import MiniBatch
 
 #: Seconds between noticing that a worker process ended and declaring it lost (see find_lost).
 EXIT_GRACE = 0.3
+
+
+#: The length of each message a worker sends (see ``worker``'s module docstring).
+MESSAGE_LENGTHS = {"ready": 2, "init_failed": 3, "done": 8, "error": 7, "beat": 3, "bye": 1}
+
+
+class GarbledMessage(Exception):
+    """A worker sent bytes that are not one of its messages (user code wrote on the pipe)."""
+
+
+def receive(conn: Connection) -> tuple:
+    """The next message on a worker's connection.
+
+    Raises
+    ------
+    EOFError, OSError
+        The connection is closed: the process ended.
+    GarbledMessage
+        What came cannot be unpickled, or is not a message a worker sends.
+    """
+    data = conn.recv_bytes()
+    try:
+        message = pickle.loads(data)
+    except Exception as error:  # noqa: BLE001 - any junk: UnpicklingError, EOFError, ...
+        raise GarbledMessage(
+            f"the worker process sent {len(data)} bytes that are not a message "
+            f"({type(error).__name__}: {str(error)[:200]}); something in it wrote on the "
+            "runner's connection"
+        ) from None
+    if not (
+        isinstance(message, tuple)
+        and message
+        and isinstance(message[0], str)
+        and MESSAGE_LENGTHS.get(message[0]) == len(message)
+    ):
+        raise GarbledMessage(
+            f"the worker process sent {printable(repr(message))[:200]}, which is not a "
+            "message; something in it wrote on the runner's connection"
+        )
+    return message
 
 
 def _signal_name(number: int) -> str:
@@ -134,15 +176,19 @@ class Worker:
         trace: str | None,
         exit_code: int | None = None,
     ) -> dict[str, Any]:
-        """A row of the ``errors`` table: a failed try, a failed ``init()`` or a lost process."""
+        """A row of the ``errors`` table: a failed try, a failed ``init()`` or a lost process.
+
+        The texts are escaped and bounded here too (workers send them so already), whatever
+        sent them: the store, the widget and job_error.txt all read this row."""
+        where = f"the worker's log logs/workers/{self.name}.txt"
         return {
             "run_id": run_id,
             "mb_id": mb_id,
             "try": try_,
-            "item": item,
+            "item": shorten(item, MAX_MESSAGE_CHARS, "logs/mini_batches.jsonl"),
             "worker": self.name,
-            "exception": exception,
-            "traceback": trace,
+            "exception": shorten(exception, MAX_MESSAGE_CHARS, where),
+            "traceback": None if trace is None else shorten(trace, MAX_TRACEBACK_CHARS, where),
             "time": time.time(),
             "pid": self.handle.pid if self.handle else None,
             "exit_code": exit_code,
@@ -227,8 +273,11 @@ class WorkerProcesses:
             "log_file": str(self.logs.worker_log(worker.name)),
             "incarnation": worker.restarts,
         }
+        # Everything timed per process starts again with the new one: a replacement must not
+        # inherit the heartbeat of a predecessor that went silent inside run(), nor its speed.
         worker.state, worker.conn, worker.started = "starting", None, time.time()
         worker.exit_code = worker.error = worker.exit_seen = None
+        worker.heartbeat = worker.mb_seconds = worker.rss = worker.cpu = None
         worker.handle = self.backend.start_worker(
             worker.name, worker.node_id, self._listener.address, self._listener.authkey, spec
         )
@@ -331,9 +380,9 @@ class WorkerProcesses:
     ) -> None:
         try:
             while worker.state != "stopped" and worker.conn.poll(max(0.0, deadline - time.time())):
-                handle(worker, worker.conn.recv())
-        except (EOFError, OSError):
-            pass
+                handle(worker, receive(worker.conn))
+        except (EOFError, OSError, GarbledMessage):
+            pass  # it is killed with the rest
 
     def rows(self, run_id: str) -> list[dict[str, Any]]:
         """The ``workers`` table's rows for this step run."""
