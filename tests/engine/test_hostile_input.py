@@ -95,10 +95,12 @@ def test_a_file_name_that_is_not_utf8_is_run_recorded_shown_and_resumed(ws, writ
     assert SHOWN in (logs / "runner.txt").read_text(encoding="utf-8")
     assert SHOWN in (logs / "job_error.txt").read_text(encoding="utf-8")
     assert f"working on {SHOWN}" in (logs / "workers" / "process000.txt").read_text("utf-8")
-    state = widget_state(Run.get(ws, run.id))
     # What crosses to the front-end is UTF-8 JSON: it must encode, and show the name.
-    shown = json.loads(json.dumps(state, ensure_ascii=False).encode("utf-8"))
-    assert any(SHOWN in error["item"] for error in shown["steps"][0]["errors"])
+    state, errors = json.loads(
+        json.dumps(widget_state(Run.get(ws, run.id)), ensure_ascii=False).encode("utf-8")
+    )
+    latest = [e for group in errors[step.id]["groups"] for e in group["latest"]]
+    assert any(SHOWN in error["item"] for error in latest)
 
     # The fingerprint takes the name: the same submission again is reused, not failed.
     again = submit_step(
