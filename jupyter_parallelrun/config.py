@@ -158,8 +158,8 @@ class ParallelRunConfig:
     heartbeat_timeout : int or float, optional
         Seconds a worker process may go without a heartbeat while it is not inside ``run()``
         (starting, in ``init()``, or waiting for work) before it is treated as dead, killed
-        and replaced (default 60, at least 1). Inside ``run()``, run_invocation_timeout
-        applies instead.
+        and replaced (default 60, at least 1; a new process gets at least 30 s to connect).
+        Inside ``run()``, run_invocation_timeout applies instead.
     preserve_order : bool, optional
         ``append_row`` only: write the rows in the order of the input (mini-batch by
         mini-batch, each mini-batch's rows as ``run()`` returned them) instead of the order

@@ -266,6 +266,15 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
     _end_with_parent(spec.get("parent_pid"))
     channel = _Channel(address, authkey)
     channel.send(("hello", name, os.getpid(), spec["incarnation"]))
+    # Beating starts at once: the imports below take seconds on a loaded machine, and a
+    # worker silent that long while starting is taken for a frozen one.
+    sample_every = float(spec.get("resource_monitor_interval") or 0)
+    stop = threading.Event()
+    threading.Thread(
+        target=_heartbeat,
+        args=(channel, float(spec.get("heartbeat_interval", 5)), sample_every, stop),
+        daemon=True,
+    ).start()
     _redirect_output(Path(spec["log_file"]), spec.get("logging_level", "INFO"))
     log_name = "/".join(Path(spec["log_file"]).parts[-3:])  # logs/workers/<name>.txt
 
@@ -284,13 +293,6 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         process_name=name,
         log_dir=str(Path(spec["log_file"]).parent),
     )
-    sample_every = float(spec.get("resource_monitor_interval") or 0)
-    stop = threading.Event()
-    threading.Thread(
-        target=_heartbeat,
-        args=(channel, float(spec.get("heartbeat_interval", 5)), sample_every, stop),
-        daemon=True,
-    ).start()
 
     started = time.time()
     try:

@@ -29,6 +29,8 @@ from .partition import MiniBatch
 
 #: Seconds between noticing that a worker process ended and declaring it lost (see find_lost).
 EXIT_GRACE = 0.3
+#: Seconds a new worker process may take to connect, when heartbeat_timeout is shorter.
+CONNECT_GRACE = 30.0
 
 
 #: The length of each message a worker sends (see ``worker``'s module docstring).
@@ -229,6 +231,9 @@ class WorkerProcesses:
         self.backend, self.worker_spec, self.logs = backend, worker_spec, logs
         self.timeout = float(run_invocation_timeout)
         self.heartbeat_timeout = float(heartbeat_timeout)
+        # Until a new process says hello (an interpreter starting, importing the package) it
+        # cannot beat; on a loaded machine that takes seconds, more than a short timeout.
+        self._connect_limit = max(self.heartbeat_timeout, CONNECT_GRACE)
         # Loading a mini-batch's input happens inside the worker's call, so the allowance for
         # that (task_overhead_timeout) is added to the call's own limit.
         self.timeout_text = f"run_invocation_timeout={self.timeout:g}s"
@@ -264,7 +269,8 @@ class WorkerProcesses:
                 self.logs.runner(f"{name}: dropped the late connection of lost pid {pid}")
                 conn.close()
                 continue
-            worker.conn, worker.handle.pid = conn, pid
+            # Its hello is its first sign of life: silence is timed from here on.
+            worker.conn, worker.handle.pid, worker.heartbeat = conn, pid, time.time()
 
     def start(self, worker: Worker) -> None:
         """Start the worker's process (again, after a loss)."""
@@ -316,7 +322,7 @@ class WorkerProcesses:
                 ):
                     yield worker, "the worker process ended unexpectedly", False
             elif not worker.queue and now - (worker.heartbeat or worker.started) > (
-                self.heartbeat_timeout
+                self.heartbeat_timeout if worker.heartbeat else self._connect_limit
             ):
                 # Outside run() the worker's heartbeat thread beats every few seconds; silence
                 # means a frozen process (stopped, deadlocked, swapped out, cut off).
