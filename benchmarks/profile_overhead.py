@@ -42,7 +42,7 @@ WORKER_PARTS = (
     ("receive the mini-batch (read, unpickle)", "worker.py", "recv"),
     ("load the mini-batch (`load_mini_batch`)", "partition.py", "load_mini_batch"),
     ("the entry script's `run()`", "echo_files.py", "run"),
-    ("output hand-off: rows formatted (`format_rows`)", "worker.py", "format_rows"),
+    ("output hand-off: rows formatted (`format_rows`)", "rows.py", "format_rows"),
     ("state report: `done` pickled and sent", "worker.py", "send"),
 )
 

@@ -8,7 +8,7 @@ import pytest
 
 from jupyter_parallelrun import Dataset, DataType
 from jupyter_parallelrun.engine.partition import iter_mini_batches, load_mini_batch
-from jupyter_parallelrun.engine.worker import format_rows
+from jupyter_parallelrun.engine.rows import format_rows, result_rows
 
 OJ = """WeekStarting,Store,Brand,Price,Advert,Sold,When,Stamp,Empty
 1990-06-14,2,dominicks,1.59,True,10,06/14/1990,1990-06-14 10:30:00,
@@ -118,4 +118,7 @@ def test_dates_in_append_row_output_are_one_field_each():
     frame = pd.DataFrame(
         {"day": day, "at": pd.to_datetime(["1990-06-14 10:30", None]), "n": [1, 2]}
     )
-    assert format_rows(frame) == b"1990-06-14 1990-06-14T10:30:00 1\n1990-06-21 NaT 2\n"
+    assert (
+        format_rows(result_rows(frame, 2)[0])
+        == b"1990-06-14 1990-06-14T10:30:00 1\n1990-06-21 NaT 2\n"
+    )

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, shorten
+from .rows import format_rows, result_rows
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -74,75 +75,6 @@ def resource_sample() -> tuple[int, float]:
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return rss, times.user + times.system
-
-
-def result_rows(result: Any, n_items: int) -> tuple[list[str], str | None]:
-    """The output rows of what ``run()`` returned for ``n_items`` items, and a note when it
-    returned fewer results than items (those items count as failed).
-
-    A list (or tuple, or 1-d array) gives one row per element, its ``str``; a DataFrame one row
-    per row, its values joined by spaces. A ``None`` element is no row: its item counts as
-    failed (Azure would write the row ``"None"``). Anything else is an error naming its type.
-    """
-    if hasattr(result, "itertuples") and hasattr(result, "columns"):
-        result = _dates_as_one_field(result)
-        rows = [" ".join(map(str, row)) for row in result.itertuples(index=False, name=None)]
-        missing = 0
-    else:
-        if type(result).__module__ == "numpy" and getattr(result, "ndim", None) == 1:
-            result = result.tolist()
-        if not isinstance(result, list | tuple):
-            kind = type(result)
-            name = kind.__qualname__
-            if kind.__module__ != "builtins":
-                name = f"{kind.__module__}.{name}"
-            raise TypeError(
-                f"run() returned {'None' if result is None else 'a ' + name}; it must return "
-                "a list (one element per output row) or a pandas DataFrame"
-            )
-        rows = [str(element) for element in result if element is not None]
-        missing = len(result) - len(rows)
-    note = None
-    if len(rows) < n_items:
-        note = f"run() returned {len(rows)} results for {n_items} items"
-        if missing:
-            note += f" ({missing} of its elements were None)"
-        note += "; the items without a result count as failed"
-    return rows, note
-
-
-def format_rows(rows: list[str]) -> bytes:
-    """The ``append_row`` lines of ``rows``: one line per row, always.
-
-    A line break inside a row is written as the two characters ``\\n`` (``\\r`` for a
-    carriage return), so every reader (pandas, ``wc -l``) sees one line per row; text that
-    UTF-8 cannot encode (the lone surrogates of a non-UTF-8 file name) as ``\\udcXX``.
-    """
-    if not rows:
-        return b""
-    lines = [
-        row.replace("\r", "\\r").replace("\n", "\\n") if "\n" in row or "\r" in row else row
-        for row in rows
-    ]
-    return ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
-
-
-def _dates_as_one_field(frame: Any) -> Any:
-    """``frame`` with its date columns as ISO text: a timestamp's ``str()`` holds a space,
-    which would split it into two fields of a space-separated row. As pandas' ``to_csv``
-    writes them, a column whose times are all midnight is written as dates alone."""
-    columns = frame.select_dtypes(include=["datetime", "datetimetz"]).columns
-    if len(columns) == 0:
-        return frame
-    frame = frame.copy()
-    for column in columns:
-        values = frame[column]
-        known = values.dropna()
-        if (known == known.dt.normalize()).all():
-            frame[column] = values.dt.strftime("%Y-%m-%d")
-        else:
-            frame[column] = values.map(lambda t: t.isoformat() if t == t else t)
-    return frame
 
 
 def _load_entry_script(path: Path) -> Any:

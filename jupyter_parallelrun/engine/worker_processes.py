@@ -245,7 +245,7 @@ class WorkerProcesses:
             for node in range(nodes)
             for index in range(processes_per_node)
         ]
-        # A silent worker is declared lost after heartbeat_timeout, starting or not: a
+        # A connected worker silent for heartbeat_timeout is declared lost, starting or not: a
         # connection that has not authenticated by then is no worker worth waiting for.
         self._listener = WorkerListener(
             backend.address_family,
