@@ -116,7 +116,8 @@ def echo_files_job(ws: Any, files: Path, mini_batch_size: int, processes: int, n
         output=PipelineData(name="rows", datastore=ws.get_default_datastore()),
         allow_reuse=False,
     )
-    return Experiment(ws, ws.name), Pipeline(workspace=ws, steps=[step])
+    # Experiment names take 3 characters at least, as Azure's; the workspaces are "w2", "w4".
+    return Experiment(ws, f"bench-{ws.name}"), Pipeline(workspace=ws, steps=[step])
 
 
 # -- the machine ----------------------------------------------------------------------------
