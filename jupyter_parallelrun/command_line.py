@@ -268,7 +268,8 @@ def parse(
     start = 0
     while start < len(words) and words[start] == "--workspace":
         start += 2
-    if start < len(words) and words[start] not in VERBS and not words[start].startswith("-"):
+    # "score.py --input x" and "-o run score.py --input x" both mean submit
+    if start < len(words) and words[start] not in (*VERBS, "-h", "--help"):
         words.insert(start, "submit")
     if start >= len(words) or words[start] in ("-h", "--help"):
         words = words if start < len(words) else [*words, "runs"]

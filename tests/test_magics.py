@@ -181,8 +181,9 @@ def test_braces_and_dollars_expand_in_every_argument(kernel):
     # an object held in a variable is passed whole, under either spelling
     reply, outputs = kernel.execute("%parallelrun show {run}")
     assert reply["status"] == "ok" and "6 items done" in text(outputs), outputs
-    reply, outputs = kernel.execute("%parallelrun score.py --input {paths} --wait --no-reuse")
+    reply, outputs = kernel.execute("%parallelrun -o listed score.py --input {paths} --wait")
     assert reply["status"] == "ok" and "6 items done" in text(outputs), outputs
+    assert kernel.value("listed.get_steps()[0].get_metrics()['items_done']") == 6
 
 
 def test_cancel_of_a_finished_run_says_it_finished(kernel):
