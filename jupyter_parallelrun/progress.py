@@ -367,7 +367,7 @@ def summary_text(state: dict[str, Any]) -> str:
             + (f"; reused step run {step['reused_from']}" if step["reused_from"] else "")
         )
         # A pipeline's error quotes its failed step's ("step 'x' canceled: canceled on
-        # request"): said once.
+        # request"): said once, as the widget says it.
         if step["error"] and step["error"] not in (state["error"] or ""):
             lines.append(f"    error: {step['error']}")
     return "\n".join(lines)

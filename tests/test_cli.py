@@ -214,7 +214,7 @@ def test_wait_shows_failures_and_retries_as_they_happen(ws, write_script, files,
 
 
 def test_cancel_says_what_it_did_and_the_reason_shows_once(ws, write_script, files, tmp_path):
-    from jupyter_parallelrun import Run
+    from jupyter_parallelrun import Run, RunDetails
 
     release = tmp_path / "release"
     script = _blocking_script(write_script, release) / "score.py"
@@ -234,6 +234,10 @@ def test_cancel_says_what_it_did_and_the_reason_shows_once(ws, write_script, fil
     finally:
         release.touch()
     assert _cli(cwd, "show", run_id).stdout.count("canceled on request") == 1
+    # the widget says it once too: the run's error, not again under the step
+    widget = RunDetails(run)
+    (step,) = widget.state["steps"]
+    assert widget.state["error"].count("canceled on request") == 1 and not step["error"]
     again = _cli(cwd, "cancel", run_id)
     assert again.returncode == 0
     assert again.stdout.strip() == f"run {run_id} already finished: Canceled; nothing to cancel"
