@@ -141,11 +141,21 @@ class WorkerListener:
                 )
                 conn.close()
                 continue
-            threading.Thread(target=self._greet, args=(conn,), daemon=True).start()
+            try:
+                threading.Thread(target=self._greet, args=(conn,), daemon=True).start()
+            except RuntimeError as error:  # out of threads: this one waits for no stranger
+                self._slots.release()
+                conn.close()
+                self._events.put(f"refused a connection: cannot start its handshake ({error})")
 
     def _greet(self, conn: Connection) -> None:
         try:
-            deadline = _Deadline(conn, self.handshake_timeout)
+            try:
+                deadline = _Deadline(conn, self.handshake_timeout)
+            except (OSError, RuntimeError) as error:  # out of descriptors or threads
+                conn.close()
+                self._events.put(f"refused a connection: cannot time its handshake ({error})")
+                return
             peer = _peer(deadline.socket)
             reason = None
             try:
