@@ -81,7 +81,7 @@ export function throughputView() {
       s("line", { class: "prd-chart-axis", x1: left, y1: bottom, x2: right, y2: bottom }),
       s("line", { class: "prd-chart-axis", x1: left, y1: topY, x2: left, y2: bottom }),
       ...bars,
-      text(left - 4, topY + 8, "end", rate(top)),
+      text(left - 4, topY + 8, "end", `${rate(top)}/s`),
       text(left - 4, bottom, "end", "0"),
       text(left, bottom + 14, "start", "0:00"),
       text((left + right) / 2, bottom + 14, "middle", duration(chart.span / 2)),

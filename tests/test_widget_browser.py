@@ -144,12 +144,11 @@ def _check_theme_and_width(page: Page, root: Locator, moment: str) -> None:
     """AA contrast in both themes (photographed for docs/), then nothing cut off at 360 px."""
     page.evaluate("() => window.getSelection().removeAllRanges()")
     # Tall enough for the whole widget, so the screenshot is one view of it, not a scrolled one.
-    page.set_viewport_size({"width": 1280, "height": 2400})
+    page.set_viewport_size({"width": 1280, "height": 3000})
     for name, light in (("JupyterLab Light", True), ("JupyterLab Dark", False)):
         theme(page, name, light=light)
         assert low_contrast(root) == [], (name, moment, low_contrast(root))
         root.screenshot(path=DOCS / f"run_details_{'light' if light else 'dark'}_{moment}.png")
-    page.set_viewport_size({"width": 1400, "height": 1000})
     theme(page, "JupyterLab Light", light=True)
     # The widget in a 360 px column (a side panel, a phone): its own box is made that narrow.
     root.evaluate("n => { n.parentElement.style.width = '360px'; }")
@@ -159,6 +158,7 @@ def _check_theme_and_width(page: Page, root: Locator, moment: str) -> None:
         root.screenshot(path=DOCS / f"run_details_360px_{moment}.png")
     finally:
         root.evaluate("n => { n.parentElement.style.width = ''; }")
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def test_live_run_in_jupyterlab(tmp_path: Path, lab, page: Page):
@@ -194,6 +194,10 @@ def test_live_run_in_jupyterlab(tmp_path: Path, lab, page: Page):
     trace = group.locator(".prd-traceback")
     expect(trace).to_be_visible()
     expect(trace).to_contain_text("ValueError: cannot score item_013.txt")
+    group.locator(".prd-copy-trace").focus()
+    page.keyboard.press("Enter")
+    expect(group.locator(".prd-copied")).to_have_text("copied")
+    assert "cannot score item_013.txt" in page.evaluate("() => navigator.clipboard.readText()")
     trace.evaluate("n => window.getSelection().selectAllChildren(n)")
 
     _wait_polls(root, 5)
