@@ -16,6 +16,7 @@ from jupyter_parallelrun import (
     AmlCompute,
     ComputeTarget,
     Dataset,
+    Datastore,
     Experiment,
     ParallelRunConfig,
     ParallelRunStep,
@@ -51,6 +52,7 @@ def _run_step(ws, source, script, dataset, experiment, **config):
     )  # fmt: skip
     run = Experiment(ws, experiment).submit(Pipeline(workspace=ws, steps=[step]))
     assert run.wait_for_completion(show_output=False) == "Completed", run.get_details()
+    assert run.get_metrics()["items_failed"] == 0, run.get_details()["errors"]
     output = run.find_step_run(step.name)[0].get_output_data(output_dir.name)
     target_dir = tempfile.mkdtemp()
     output.download(local_path=target_dir)
@@ -144,3 +146,40 @@ def test_table_partitioned_by_column(ws, tmp_path):
     totals = df.groupby(["Store", "Brand"])["total_income"]
     assert (totals.nunique() == 1).all()
     pd.testing.assert_series_equal(totals.first(), want, check_names=False, rtol=1e-12)
+
+
+BLOB_PARTS = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch, mini_batch_context):
+    # run() gets local copies; the mini-batch's dataset names the same files on the container.
+    on_blob = sorted(os.path.basename(u) for u in mini_batch_context.dataset.iter_files())
+    assert on_blob == sorted(os.path.basename(p) for p in mini_batch), (on_blob, mini_batch)
+    keys = mini_batch_context.partition_key_value
+    return [f"{keys['user']},{keys['genres']},{os.path.getsize(p)}" for p in mini_batch]
+"""
+
+
+def test_files_partitioned_by_folder_on_a_blob_container(ws, azurite, container, tmp_path):
+    store = Datastore.register_azure_blob_container(
+        ws, "blobs", container, azurite.account_name, account_key=azurite.account_key,
+        endpoint=azurite.endpoint, overwrite=True,
+    )  # fmt: skip
+    for index, folder in enumerate(["u1/winter", "u1/fall", "u2/fall"]):
+        (tmp_path / "up" / folder).mkdir(parents=True)
+        (tmp_path / "up" / folder / "piano.wav").write_bytes(b"w" * (10 + index))
+    store.upload(str(tmp_path / "up"), "parts", show_progress=False)
+    dataset = Dataset.File.from_files(
+        path=store.path("parts/*/*/*.wav"), partition_format="parts/{user}/{season}/{genres}.wav"
+    )
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "parts.py").write_text(textwrap.dedent(BLOB_PARTS))
+    result = _run_step(ws, tmp_path / "src", "parts.py", dataset, "per-folder-blob",
+                       partition_keys=["user", "genres"])  # fmt: skip
+    assert len(list(dataset.iter_files())) == 3
+    with open(result) as handle:
+        rows = sorted(handle.read().splitlines())
+    assert rows == ["u1,piano,10", "u1,piano,11", "u2,piano,12"]

@@ -23,11 +23,14 @@ def path_partition_batches(
     partition_format: str,
     keys: list[str],
     table: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
 ) -> Iterator[tuple[dict, int | None]]:
     """``(spec, n_items)`` for each combination of ``keys`` found in ``paths``.
 
     ``table`` is None for file input, else ``{"format": ..., "options": ...}`` of the table
-    the files hold (its read options, as ``TabularDataset.read_options``).
+    the files hold (its read options, as ``TabularDataset.read_options``). ``extra`` goes
+    into each file mini-batch's spec: for blob files, the ``storage`` options the worker
+    downloads them with and the ``datastores`` its dataset names them on.
     """
     groups: dict[tuple[str, ...], list[str]] = {}
     for path in paths:
@@ -37,7 +40,7 @@ def path_partition_batches(
         key_values = dict(zip(keys, combination, strict=True))
         files = groups[combination]
         if table is None:
-            yield {"kind": "files", "paths": files, "keys": key_values}, len(files)
+            yield {"kind": "files", "paths": files, "keys": key_values, **(extra or {})}, len(files)
             continue
         spec = {"kind": "partition_files", "format": table["format"], "paths": files,
                 "keys": key_values, "options": table["options"]}  # fmt: skip

@@ -266,7 +266,12 @@ def _path_partition_batches(
     if isinstance(dataset, TabularDataset):
         table = {"format": dataset.format, "options": dataset.read_options()}
         return path_partition_batches(dataset._source_files(), partition_format, keys, table)
-    return path_partition_batches(dataset.iter_files(), partition_format, keys, None)
+    # Blob files: as _file_batches, with their datastores for mini_batch_context.dataset.
+    storage = dataset._storage()
+    blob = [source["datastore"] for source in dataset.to_spec()["sources"]
+            if source.get("datastore", {}).get("root") in storage]  # fmt: skip
+    extra = {"storage": storage, "datastores": blob} if storage else {}
+    return path_partition_batches(dataset.iter_files(), partition_format, keys, None, extra)
 
 
 def _partition_batches(
@@ -349,7 +354,10 @@ def mini_batch_dataset(spec: dict[str, Any]) -> FileDataset | TabularDataset | N
     of its own (its files, or its rows); None for a mini-batch that is not a partition."""
     kind = spec.get("kind")
     if kind == "files" and "keys" in spec:
-        return FileDataset.File.from_files(path=list(spec["paths"]), validate=False)
+        sources = [_file_source(path, spec.get("datastores", [])) for path in spec["paths"]]
+        definition = {"type": "file", "sources": sources, "partition_format": None,
+                      "transforms": []}  # fmt: skip
+        return FileDataset.from_spec(definition)
     if kind == "partition":
         return TabularDataset.Tabular.from_parquet_files(path=spec["path"], validate=False)
     if kind != "partition_files":
@@ -365,6 +373,14 @@ def mini_batch_dataset(spec: dict[str, Any]) -> FileDataset | TabularDataset | N
     definition["partition_format"] = options.pop("partition_format", None)
     definition["options"] = options
     return TabularDataset.from_spec(definition)
+
+
+def _file_source(path: str, datastores: list[dict[str, Any]]) -> dict[str, Any]:
+    """A dataset source for one file: on its blob datastore (credentials and all), or local."""
+    for datastore in datastores:
+        if path.startswith(datastore["root"] + "/"):
+            return {"datastore": datastore, "path": path[len(datastore["root"]) + 1 :]}
+    return {"path": path}
 
 
 def describe(spec: dict[str, Any]) -> str:
