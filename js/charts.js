@@ -21,7 +21,10 @@ function laneLabel(lane) {
 function drawLane(svg, lane, span) {
   const x = (t) => Math.max(0, Math.min(WIDTH, (WIDTH * t) / span));
   const parts = [];
-  const first = lane.blocks.length ? lane.blocks[0][0] : (lane.state === "starting" ? span : null);
+  // The start-up of the process's latest incarnation: after a restart it lies mid-lane, up to
+  // the first mini-batch the new process started.
+  const next = lane.blocks.find(([start]) => lane.init !== null && start >= lane.init);
+  const first = next ? next[0] : (lane.state === "starting" ? span : null);
   if (lane.init !== null && first !== null && first > lane.init) {
     parts.push(s("rect", { class: "prd-block-init", x: x(lane.init), y: 0,
       width: Math.max(1, x(first) - x(lane.init)), height: 10 },
