@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import queue
 import re
 import subprocess
@@ -280,3 +281,75 @@ def test_logs_of_a_process_show_any_bytes_safely(ws, write_script, files):
     assert "bytes \\xff\\xfe here" in out
     assert "\\x1b]0;pwned\\x07 title" in out and "\\x1b[2J\\x0dcleared" in out
     assert not any(ord(c) < 32 and c not in "\n\t" for c in out), repr(out)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_wait_line_on_a_terminal_says_why_nothing_moves_and_is_rewritten(
+    ws, write_script, files, tmp_path
+):
+    from jupyter_parallelrun import (
+        Dataset,
+        Experiment,
+        ParallelRunConfig,
+        ParallelRunStep,
+        Pipeline,
+        PipelineData,
+    )
+    from jupyter_parallelrun.follow import Follower
+
+    release = tmp_path / "release"
+    folder = write_script(
+        f"""
+        import os, time
+
+        def init():
+            while not os.path.exists({str(release)!r}):  # a model that takes long to load
+                time.sleep(0.05)
+
+        def run(mini_batch):
+            if any(p.endswith("item_001.txt") for p in mini_batch):
+                raise KeyError("item_001")
+            return mini_batch
+        """
+    )
+    step = ParallelRunStep(
+        name="slow-init",
+        parallel_run_config=ParallelRunConfig(
+            source_directory=str(folder),
+            entry_script="score.py",
+            mini_batch_size=1,
+            process_count_per_node=2,
+            run_max_try=1,
+        ),
+        inputs=[Dataset.File.from_files(path=str(files(3))).as_named_input("items")],
+        output=PipelineData(name="out", datastore=ws.get_default_datastore()),
+        allow_reuse=False,
+    )
+    run = Experiment(ws, "terminal").submit(Pipeline(workspace=ws, steps=[step]))
+    out = _Terminal()
+    follower = Follower(run, out, "parallelrun")
+    try:
+        deadline = time.monotonic() + 60
+        while "2 of 2 processes starting" not in follower.line:
+            assert time.monotonic() < deadline, out.getvalue()
+            follower.poll()
+            time.sleep(0.05)
+    finally:
+        release.touch()
+    while not (state := follower.poll())["final"]:
+        assert time.monotonic() < deadline + 60, out.getvalue()
+        time.sleep(0.05)
+    follower.finish(state)
+    text = out.getvalue()
+    assert "\rslow-init: Running" in text  # rewritten in place, no line per poll
+    assert "\n" not in text.split("slow-init: mini-batch")[0]
+    failure = re.search(
+        r"\r +\r(slow-init: mini-batch \d, try 1 of 1 failed on process00\d: )", text
+    )
+    assert failure, text
+    assert "KeyError: 'item_001' (no tries left)\n" in text
+    assert text.endswith("--process " + re.search(r"process00\d", failure.group(1)).group(0) + "\n")
