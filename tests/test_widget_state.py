@@ -220,3 +220,32 @@ def test_starting_workers_show_in_init_and_a_canceled_run_has_no_busy_worker(
     assert state["error"] == "step 'score-step' canceled: canceled on request"
     assert state["steps"][0]["error"] is None
     assert summary_text(run.get_state()).count("canceled on request") == 1
+
+
+DIES_ONCE = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(0.2)
+    marker = os.path.join(os.path.dirname(mini_batch[0]), "..", "died")
+    if any("item_005" in p for p in mini_batch) and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return mini_batch
+"""
+
+
+def test_a_restarted_process_starts_again_mid_lane(ws, write_script, files):
+    run = submit_step(
+        ws, write_script(DIES_ONCE), file_dataset(files(12)), mini_batch_size=1, run_max_try=2
+    )
+    assert run.wait_for_completion() == "Completed"
+    (step,) = widget_state(run)[0]["steps"]
+    (lane,) = [lane for lane in step["timeline"]["lanes"] if lane["restarts"]]
+    assert lane["restarts"] == 1
+    # Its latest start-up comes after mini-batches of its first incarnation.
+    assert lane["blocks"][0][0] < lane["init"]
+    assert sum(lane["count"] for lane in step["timeline"]["lanes"]) == 12
