@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from .storage import GLOB_CHARS
+
 #: The suffix of Azure's public cloud, as Azure's ``endpoint`` default.
 AZURE_ENDPOINT = "core.windows.net"
 #: How long the check at submit waits for the storage service before calling it unreachable.
@@ -149,6 +151,21 @@ def check_container(name: str, spec: dict[str, Any], timeout: float = CHECK_TIME
             f"{where} refuses {refused} to list container_name={container!r} ({code}); pass "
             "the account's account_key, or a sas_token with read and list permissions"
         ) from None
+
+
+def list_blobs(fs: Any, url: str) -> dict[str, dict]:
+    """The blobs at ``url`` (``az://container/path``: a blob, a folder or a glob) as
+    ``{url: info}``, from listings only: no request per blob. A folder, or a glob's match that
+    is a folder, stands for every blob under it."""
+    if GLOB_CHARS.search(url):
+        found: dict[str, dict] = {}
+        for path, info in fs.glob(url, detail=True).items():
+            found.update({path: info} if info.get("type") == "file" else fs.find(path, detail=True))
+    elif fs.isfile(url):
+        found = {url: fs.info(url)}
+    else:
+        found = fs.find(url, detail=True)
+    return {"az://" + fs._strip_protocol(path): info for path, info in found.items()}
 
 
 def fetch_files(urls: Sequence[str], folder: str, storage: dict[str, dict] | None) -> list[str]:

@@ -118,9 +118,14 @@ class Dataset:
         """sha256 over the definition and each file's path, size and modification time."""
         digest = hashlib.sha256(json.dumps(self._definition, sort_keys=True).encode())
         storage = self._storage()
+        # A blob's size and time come from the listings, not a request per blob.
+        infos: dict[str, dict] = {}
+        for source in self._definition["sources"]:
+            if "datastore" in source and source["datastore"]["datastore_type"] != "Local":
+                infos.update(Datastore.from_spec(source["datastore"]).blob_infos(source["path"]))
         for path in self._source_files():
             if "://" in path:
-                info = filesystem_for(path, storage).info(path)
+                info = infos.get(path) or filesystem_for(path, storage).info(path)
                 stamp = f"{info.get('size')}\0{info.get('last_modified') or info.get('etag')}"
             else:
                 stat = os.stat(path)

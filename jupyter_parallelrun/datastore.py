@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .blob_storage import check_endpoint, connection_string
-from .storage import GLOB_CHARS, filesystem, iter_local_files, sort_key
+from .blob_storage import check_endpoint, connection_string, list_blobs
+from .storage import filesystem, iter_local_files, sort_key
 
 if TYPE_CHECKING:
     import fsspec
@@ -249,16 +249,12 @@ class Datastore:
         """The files at ``path_on_datastore`` (file, folder or glob), as a sorted stream."""
         if self.datastore_type == "Local":
             return iter_local_files(self._url(path_on_datastore))
-        fs = self.fs
-        url = self._url(path_on_datastore)
-        if GLOB_CHARS.search(url):
-            found = [p for p in fs.glob(url) if fs.isfile(p)]
-        elif fs.isfile(url):
-            found = [url]
-        else:
-            found = fs.find(url)
-        urls = ["az://" + fs._strip_protocol(p) for p in found]
-        return iter(sorted(urls, key=sort_key))
+        return iter(sorted(self.blob_infos(path_on_datastore), key=sort_key))
+
+    def blob_infos(self, path_on_datastore: str = "") -> dict[str, dict]:
+        """The blobs at ``path_on_datastore`` (file, folder or glob): ``{url: info}``, with
+        each blob's size and modification time, from listings only (no request per blob)."""
+        return list_blobs(self.fs, self._url(path_on_datastore))
 
     def upload(
         self,

@@ -54,7 +54,7 @@ def register(ws, azurite, container: str, name: str = "blobs", **credentials):
 
 def upload_items(store, tmp_path: Path, count: int, target: str = "items") -> None:
     folder = tmp_path / f"upload-{target}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for i in range(count):
         (folder / f"item_{i:03d}.txt").write_text(str(i))
     store.upload(folder, target_path=target, show_progress=False)
@@ -69,6 +69,8 @@ def test_blob_datastore_lists_reads_and_downloads(ws, azurite, container, tmp_pa
     written = ds.download(str(tmp_path / "copy"))
     assert sorted(Path(p).read_text() for p in written) == ["0", "1", "2"]
     assert len(list(store.path("").iter_files())) == 4
+    # A glob that matches a folder stands for the files under it, as for local folders.
+    assert list(store.iter_files("o*")) == [f"az://{container}/other/item_000.txt"]
     # Uploading again skips what is there, unless overwrite.
     store.upload(tmp_path / "upload-items", target_path="items")
     assert "Uploaded 0 of 3 files to az://" in capsys.readouterr().out
@@ -345,3 +347,38 @@ def test_a_step_without_output_over_blob_input(ws, azurite, container, tmp_path,
     run = Experiment(ws, "no-output").submit(Pipeline(workspace=ws, steps=[step]))
     assert run.wait_for_completion() == "Completed"
     assert run.find_step_run("no-output")[0].get_metrics()["items_done"] == 3
+
+
+PER_FOLDER_SCRIPT = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch, mini_batch_context):
+    assert all(os.path.isfile(p) for p in mini_batch), mini_batch
+    own = sorted(mini_batch_context.dataset.to_path())
+    assert len(own) == len(mini_batch), own
+    user = mini_batch_context.partition_key_value["user"]
+    return [f"{user} {sum(int(open(p).read()) for p in mini_batch)} {len(mini_batch)}"]
+"""
+
+
+def test_partition_keys_of_blob_paths_group_downloaded_files(
+    ws, azurite, container, tmp_path, write_script
+):
+    store = register(ws, azurite, container)
+    for user, count in (("ann", 3), ("bob", 2)):
+        upload_items(store, tmp_path, count, target=f"users/{user}")
+    ds = Dataset.File.from_files(
+        path=store.path("users/*/*.txt"), partition_format="users/{user}/*.txt"
+    )
+    run = submit_step(
+        ws, write_script(PER_FOLDER_SCRIPT), ds, mini_batch_size=None, partition_keys=["user"]
+    )
+    run.wait_for_completion(raise_on_error=False)
+    step_run = run.find_step_run("score-step")[0]
+    assert run.get_status() == "Completed", step_run.get_details()["errors"]
+    out = step_run.get_output_data("scores")
+    rows = (out.datastore.local_path(out.path_on_datastore) / "parallel_run_step.txt").read_text()
+    assert sorted(rows.splitlines()) == ["ann 3 3", "bob 1 2"]
