@@ -136,7 +136,8 @@ class ParallelRunConfig:
     run_max_try : int or PipelineParameter
         Tries of one mini-batch; a raise or a timeout is a failed try.
     append_row_file_name : str, optional
-        The append_row output file; a bare file name (default ``"parallel_run_step.txt"``).
+        The append_row output file; a bare file name, without NUL, of at most 255 bytes
+        (default ``"parallel_run_step.txt"``).
     allowed_failed_count, allowed_failed_percent : optional
         Failed mini-batches tolerated, as a count (-1: all) or a percent of all.
     partition_keys : list of str, optional

@@ -40,6 +40,12 @@ class ActivityFailedException(RuntimeError):
 class Experiment:
     """A named group of runs in a workspace.
 
+    Parameters
+    ----------
+    workspace : Workspace
+    name : str
+        As Azure's: 3 to 36 letters, digits, ``_`` and ``-``, starting with a letter or digit.
+
     Examples
     --------
     >>> run = Experiment(ws, "digit_identification").submit(pipeline)     # doctest: +SKIP
