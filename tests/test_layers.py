@@ -1,0 +1,216 @@
+"""The package's layers, read from its imports (STYLE.md's layout; issue 14).
+
+Every import of the package is read with ``ast``: at module level and inside functions, relative
+ones resolved, ``TYPE_CHECKING`` ones skipped (they never run). The rules that hold are asserted
+outright. Where a rule is not true yet, the test names today's exceptions exactly, so a new one
+fails it and a removed one makes it fail until the list is shortened: the lists only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jupyter_parallelrun
+
+PACKAGE = Path(jupyter_parallelrun.__file__).parent
+NAME = "jupyter_parallelrun"
+
+#: The public objects and the code that makes them: what the engine must not import.
+API = {
+    "cli",
+    "command_line",
+    "compute",
+    "conda_dependencies",
+    "config",
+    "config_checks",
+    "dask_compute",
+    "dataset",
+    "dataset_factory",
+    "dataset_partition",
+    "dataset_source",
+    "datastore",
+    "environment",
+    "environment_build",
+    "environment_check",
+    "environment_sections",
+    "magics",
+    "model",
+    "pipeline",
+    "pipeline_inputs",
+    "run",
+    "run_details",
+    "workspace",
+}
+#: What the user watches a run with: they only read the run store.
+VIEWS = {"widget", "progress", "follow"}
+#: What every layer may use: the run store, files and their formats, the entry script's context.
+#: They import only one another.
+SHARED = {"store", "metrics", "storage", "blob_storage", "records", "column_types", "entry_script"}
+
+#: (importer, imported) pairs from engine/ into the API, still to be moved.
+ENGINE_TO_API = {
+    ("engine.backends.base", "environment"),
+    ("engine.backends.dask", "environment"),
+    ("engine.partition", "dataset"),
+    ("engine.plan", "compute"),
+    ("engine.plan", "dataset"),
+    ("engine.plan", "environment"),
+    ("engine.plan", "environment_check"),
+    ("engine.plan", "pipeline"),
+    ("engine.plan", "workspace"),
+    ("engine.runner", "compute"),
+    ("engine.runner", "workspace"),
+    ("engine.step_input", "dataset"),
+    ("engine.step_input", "datastore"),
+    ("engine.step_input", "workspace"),
+}
+#: Modules the views import besides the store, the shared modules and one another.
+VIEWS_TO_OTHERS = {("progress", "datastore")}
+#: The import circles, each as its sorted modules.
+CIRCLES = [
+    ["blob_storage", "storage"],
+    ["dataset", "dataset_factory", "dataset_partition", "pipeline_inputs"],
+    [
+        "compute",
+        "config",
+        "engine.backends",
+        "engine.backends.base",
+        "engine.backends.dask",
+        "engine.backends.local",
+        "engine.plan",
+        "engine.runner",
+        "engine.scheduler",
+        "engine.step_input",
+        "engine.worker_processes",
+        "environment",
+        "environment_build",
+        "model",
+        "pipeline",
+        "run",
+        "workspace",
+    ],
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The ids of nodes under ``if TYPE_CHECKING:``: imports that never run."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skipped.update(id(inner) for inner in ast.walk(child))
+    return skipped
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package (named without the package prefix; the package itself is
+    ``""``) and the package modules it imports, anywhere in its code."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skipped = _type_checking_nodes(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith(NAME)]
+                targets = [t.removeprefix(NAME).lstrip(".") for t in targets]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".") if package else []
+                    base = base[: len(base) - node.level + 1]
+                    base = ".".join(base + ([node.module] if node.module else []))
+                elif node.module and node.module.startswith(NAME):
+                    base = node.module.removeprefix(NAME).lstrip(".")
+                else:
+                    continue
+                # `from . import x` imports the module x when there is one, else a name of base.
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}".lstrip(".")
+                    targets.append(sub if sub in modules else base)
+            for target in targets:
+                while target not in modules:
+                    target = target.rpartition(".")[0]
+                if target != name:
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_layer_lists_name_real_modules_and_cover_the_top_level():
+    graph = import_graph()
+    named = API | VIEWS | SHARED
+    assert named <= set(graph), named - set(graph)
+    top_level = {m for m in graph if m and "." not in m and m not in {"engine", "demo"}}
+    assert top_level <= named, f"put these in a layer: {sorted(top_level - named)}"
+
+
+def test_the_shared_modules_import_only_one_another():
+    graph = import_graph()
+    outside = {(m, t) for m in SHARED for t in graph[m] if t not in SHARED}
+    assert outside == set()
+
+
+def test_what_the_engine_imports_from_the_api():
+    graph = import_graph()
+    found = {
+        (m, t) for m in graph if m.startswith("engine") for t in graph[m] if t in API or t in VIEWS
+    }
+    assert found == ENGINE_TO_API
+
+
+def test_the_views_import_only_the_store_and_one_another():
+    graph = import_graph()
+    found = {(m, t) for m in VIEWS for t in graph[m] if t not in VIEWS | SHARED}
+    assert found == VIEWS_TO_OTHERS
+
+
+def test_the_import_circles():
+    assert sorted(_circles(import_graph())) == sorted(sorted(c) for c in CIRCLES)
