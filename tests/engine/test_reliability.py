@@ -216,12 +216,17 @@ def test_a_stuck_run_is_stopped_retried_then_counted_while_others_go_on(ws, faul
     assert all(e["signal"] == signal.SIGKILL for e in tries)
     # Stopped soon after the limit, not when the call would have ended (generous margins).
     assert timeout <= stuck_mb["ended"] - stuck_mb["started"] < timeout + 15
-    # Each killed process was replaced; the replacement ran init() again (the last one may be
-    # stopped before its init() when no work is left for it).
+    # Each killed process was replaced, and no process ran a mini-batch without running init()
+    # first, once. Whether a replacement gets work here is a race (its start against the other
+    # worker finishing the rest; on a loaded machine both replacements lose it and are stopped
+    # before their init()): the next test makes a replacement's init() certain.
     step = _step(run)
     assert sum(w["restarts"] for w in step.get_details()["workers"]) == 2
-    inits = faulty[1].with_name("calls.txt.init").read_text().split()
-    assert len(inits) >= 2 + 1
+    inits = [int(pid) for pid in faulty[1].with_name("calls.txt.init").read_text().split()]
+    assert len(inits) == len(set(inits))
+    killed = {e["pid"] for e in tries}
+    assert len(killed) == 2 and killed <= set(inits)
+    assert {pid for _, pid, _ in _calls(faulty[1])} <= set(inits)
     # The other worker kept finishing mini-batches while a stuck call ran.
     assert any(
         mb["worker"] != error["process"]
@@ -230,6 +235,38 @@ def test_a_stuck_run_is_stopped_retried_then_counted_while_others_go_on(ws, faul
         for error in tries
         for mb in outcome.mini_batches
     ), "no other worker finished a mini-batch while the stuck call ran"
+
+
+def test_each_replacement_of_a_stuck_process_runs_init_before_its_work(ws, faulty, files):
+    # One process, and more input than it holds queued when it is killed (a retry goes behind
+    # what was queued, input not yet sent behind the retry): after each kill the rest waits for
+    # the replacement, so each one must start, run init() and take over, however slowly.
+    run = _submit(
+        ws,
+        faulty,
+        files(6),
+        {"FAULT_ITEM": "item_001.txt", "FAULT": "sleep", "DELAY": "0.1"},
+        mini_batch_size=1,
+        process_count_per_node=1,
+        run_invocation_timeout=1,
+        run_max_try=2,
+    )
+    assert run.wait_for_completion(timeout_seconds=120) == "Completed"
+    outcome = assert_guarantee(run, _names(6))
+    assert outcome.failed == {"item_001.txt"}
+    (worker,) = _step(run).get_details()["workers"]
+    assert worker["restarts"] == 2
+    inits = [int(pid) for pid in faulty[1].with_name("calls.txt.init").read_text().split()]
+    assert len(set(inits)) == len(inits) == 3
+    ran: dict[int, list[str]] = {}
+    for _, pid, name in _calls(faulty[1]):
+        ran.setdefault(pid, []).append(name)
+    # The first process and its replacement were each killed stuck on item_001; the second
+    # replacement, a new process that ran init() again, did the rest.
+    first, second, third = inits
+    assert set(ran) == {first, second, third}
+    assert ran[first][-1] == ran[second][-1] == "item_001.txt"
+    assert ran[third] and "item_001.txt" not in ran[third]
 
 
 # -- 2. a worker process that dies mid-mini-batch --------------------------------------------
