@@ -42,6 +42,7 @@ _WHERE = {
     "PipelineRun": "run",
     "StepRun": "run",
     "ActivityFailedException": "run",
+    "RunAlreadyRunning": "store_lease",
     "RunDetails": "widget",
     "EntryScript": "entry_script",
 }

@@ -3,14 +3,13 @@
 ``RunWatcher`` reads a run's numbers from the run store and nothing else; every view renders
 what it returns (Dask's progress bar design: one source, several renderings):
 ``wait_for_completion(show_output=True)``, the command line, the RunDetails widget and the
-text fallback of the widget. The watcher never writes: a run whose runner process died is
-shown as ``Failed`` (``lost_runner``) from what the store and the process table say, and the
-API that owns the run records it (``Run.get_state``).
+text fallback of the widget. The watcher never writes: a run that no runner owns any more (its
+lease in the store lapsed) is shown as ``Failed`` (``lost_runner``), and the API records it
+(``Run.get_state``).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from .datastore import Datastore
 from .store import FINAL_STATUSES, RunStore
+from .store_lease import lost_runner_error
 
 #: How the views colour a status: one tone per kind of outcome, so "Completed with failed
 #: items" does not look like a clean "Completed".
@@ -31,43 +31,20 @@ TONES = {
 }
 
 
-def runner_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine and is not a zombie (read-only).
-
-    Only read: ``/proc/<pid>/stat``, or the kernel's answer to signal 0 where there is no /proc.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-
-def lost_runner_error(pid: int) -> str:
-    """The error of a run whose runner ended without finishing it (as ``get_state`` records)."""
-    return f"the runner process (pid {pid}) ended without finishing the run"
-
-
 def _lost_runner(store: RunStore, run: dict[str, Any]) -> str | None:
-    """The error to show when the pipeline run ``run`` is not final but its runner is gone.
+    """The error to show when the pipeline run ``run`` is not final and no runner owns it.
 
-    ``resume`` clears ``runner_pid`` while it starts the new runner, so the old runner's pid
-    never reads as this run's lost runner.
+    Ownership is the run's lease in the store (``RunStore.owner``), never a pid: a watcher on
+    another host, in a container or in another PID namespace reads the same answer.
     """
-    pid = run["runner_pid"]
-    if run["status"] in FINAL_STATUSES or not pid or runner_alive(pid):
+    if run["status"] in FINAL_STATUSES:
+        return None
+    owner = store.owner(run["id"])
+    if owner is not None and owner.live():
         return None
     if store.get_run(run["id"])["status"] in FINAL_STATUSES:  # it finished as we looked
         return None
-    return lost_runner_error(pid)
+    return lost_runner_error(owner)
 
 
 def headline(step: dict[str, Any]) -> str:

@@ -82,6 +82,7 @@ class Experiment:
         from .engine.plan import make_plan
         from .engine.runner import start_runner
         from .pipeline import Pipeline
+        from .store_lease import STARTUP_SECONDS, claim, lease_seconds
 
         if not isinstance(config, Pipeline):
             raise TypeError(f"config must be a Pipeline; got {type(config).__name__}")
@@ -94,25 +95,29 @@ class Experiment:
         for step in plan["steps"]:
             for message in step["warnings"]:
                 warn_each_time(f"step {step['name']!r}: {message}")
-        ws.store.create_run(
-            id=run_id,
-            experiment=self.name,
-            kind="pipeline",
-            status="NotStarted",
-            spec=plan,
-            tags=tags or {},
-        )
-        for step in plan["steps"]:
+        with ws.store.transaction() as db:  # the run exists only with its claim
             ws.store.create_run(
-                id=step["run_id"],
-                parent_id=run_id,
+                db=db,
+                id=run_id,
                 experiment=self.name,
-                name=step["name"],
-                kind="step",
+                kind="pipeline",
                 status="NotStarted",
-                spec=step,
+                spec=plan,
+                tags=tags or {},
             )
-        pid = start_runner(ws, run_id)
+            for step in plan["steps"]:
+                ws.store.create_run(
+                    db=db,
+                    id=step["run_id"],
+                    parent_id=run_id,
+                    experiment=self.name,
+                    name=step["name"],
+                    kind="step",
+                    status="NotStarted",
+                    spec=step,
+                )
+            token = claim(db, run_id, lease_seconds() + STARTUP_SECONDS)
+        pid = start_runner(ws, run_id, token)
         ws.store.update_run(run_id, runner_pid=pid)
         return PipelineRun(self, run_id)
 
@@ -197,13 +202,18 @@ class Run(MetricsLogging):
     def get_state(self) -> dict[str, Any]:
         """Status, timing and counters of the run and its steps (what RunDetails shows)."""
         state = run_state(self._store, self.id)
-        if state["lost_runner"]:  # seen by the read-only watcher; recorded here
-            from .engine.runner import fail_if_runner_died
-
-            record = self._record
-            fail_if_runner_died(self.experiment.workspace, record["parent_id"] or self.id)
+        # Seen by the read-only watcher (the lease lapsed); recorded here.
+        if state["lost_runner"] and self._settle_if_unowned("Failed"):
             state = run_state(self._store, self.id)
         return state
+
+    def _settle_if_unowned(self, status: str) -> bool:
+        """End the run with ``status`` when no runner owns it (its lease lapsed), as one
+        transaction that also lets the lease go and cuts uncommitted rows; whether it did."""
+        from .engine.lease import settle_if_unowned
+
+        pipeline_id = self._record["parent_id"] or self.id
+        return settle_if_unowned(self.experiment.workspace, pipeline_id, status)
 
     def wait_for_completion(
         self,
@@ -242,11 +252,14 @@ class Run(MetricsLogging):
         return state["status"]
 
     def cancel(self) -> None:
-        """Ask the runner to stop; workers stop promptly and committed output stays."""
+        """Ask the runner to stop; workers stop promptly and committed output stays.
+
+        A run no runner owns (its lease lapsed) is marked Canceled at once."""
         runs = [self._record, *self._store.list_runs(parent_id=self.id)]
         for run in runs:
             if run["status"] not in FINAL_STATUSES:
                 self._store.update_run(run["id"], cancel_requested=1)
+        self._settle_if_unowned("Canceled")
 
     def get_details(self) -> dict[str, Any]:
         """Azure-style details: ids, status, times, what ran where, and what went wrong.
@@ -353,26 +366,43 @@ class PipelineRun(Run):
 
     def resume(self) -> PipelineRun:
         """Carry on a run that failed, was canceled or lost its runner: completed steps stay,
-        committed mini-batches are not run again, and their output rows are kept once."""
-        from .engine.runner import start_runner
+        committed mini-batches are not run again, and their output rows are kept once.
 
-        self.get_state()  # a run whose runner died is marked Failed first
-        record = self._record
-        if record["status"] not in ("Failed", "Canceled"):
-            raise ValueError(
-                f"run {self.id} is {record['status']}; only a Failed or Canceled run can be resumed"
-            )
-        for run in [record, *self._store.list_runs(parent_id=self.id)]:
-            if run["status"] != "Completed":
-                self._store.update_run(
-                    run["id"],
-                    status="NotStarted",
-                    ended=None,
-                    error=None,
-                    cancel_requested=0,
-                    runner_pid=None,
+        Raises
+        ------
+        RunAlreadyRunning
+            A runner owns the run (another ``resume()`` was first, or it never stopped); the
+            message says which runner, on which host, since when.
+        ValueError
+            The run is not Failed or Canceled.
+        """
+        from .engine.runner import start_runner
+        from .store_lease import STARTUP_SECONDS, claim, lease_seconds
+
+        self.get_state()  # a run whose runner was lost is marked Failed first
+        with self._store.transaction() as db:
+            # The claim first: with a runner on the run it says whose, whatever the status.
+            token = claim(db, self.id, lease_seconds() + STARTUP_SECONDS)
+            record = self._record
+            if record["status"] not in ("Failed", "Canceled"):
+                raise ValueError(
+                    f"run {self.id} is {record['status']}; only a Failed or Canceled run can be "
+                    "resumed"
                 )
-        self._store.update_run(self.id, runner_pid=start_runner(self.experiment.workspace, self.id))
+            for run in [record, *self._store.list_runs(parent_id=self.id)]:
+                if run["status"] != "Completed":
+                    self._store.update_run(
+                        run["id"],
+                        db=db,
+                        status="NotStarted",
+                        ended=None,
+                        error=None,
+                        cancel_requested=0,
+                        runner_pid=None,
+                    )
+        self._store.update_run(
+            self.id, runner_pid=start_runner(self.experiment.workspace, self.id, token)
+        )
         return self
 
     def get_steps(self) -> list[StepRun]:

@@ -7,7 +7,10 @@ every mini-batch, every worker process and every error. The database runs in WAL
 runner can write while any number of readers watch.
 
 Writers batch their changes: the runner commits the state of many mini-batches, the workers'
-heartbeats and the errors of one scheduling round in a single transaction.
+heartbeats and the errors of one scheduling round in a single transaction. A writer that finds
+the store locked by another connection waits for it (SQLite's busy timeout, then retries with
+backoff) rather than failing. One runner at a time owns a pipeline run: it holds the run's lease
+in the ``leases`` table (see ``store_lease``), and :meth:`RunStore.owner` tells any reader who.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .metrics import fold_metrics
+from .store_lease import RunOwner
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS registry (
@@ -73,6 +77,11 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id);
 -- RunDetails groups a run's errors by their text on every change: from this index alone, not
 -- from rows that carry long tracebacks.
 CREATE INDEX IF NOT EXISTS errors_by_exception ON errors (run_id, exception, time, mb_id);
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY, token TEXT NOT NULL, epoch INTEGER NOT NULL, host TEXT,
+    pid INTEGER, since REAL NOT NULL, renewed REAL NOT NULL, expires REAL NOT NULL,
+    released REAL
+);
 """
 
 #: Columns added to the schema since workspaces were first made: a workspace folder outlives
@@ -88,37 +97,23 @@ _ADDED_COLUMNS = (
 #: The statuses a run ends in, as Azure ML names them.
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
 
-_RUN_COLUMNS = frozenset(
-    {
-        "id",
-        "parent_id",
-        "experiment",
-        "name",
-        "kind",
-        "status",
-        "created",
-        "started",
-        "ended",
-        "spec",
-        "tags",
-        "error",
-        "runner_pid",
-        "reused_from",
-        "fingerprint",
-        "definition",
-        "cancel_requested",
-        "items_total",
-        "items_done",
-        "items_failed",
-        "mb_total",
-        "mb_done",
-        "mb_failed",
-        "retries",
-        "output_bytes",
-        "mb_held",
-    }
-)
 _JSON_COLUMNS = {"spec", "tags"}
+
+
+#: How long a writer keeps trying to take a store locked by another connection (seconds; the
+#: environment variable overrides it), and how long one try waits (SQLite's busy timeout).
+BUSY_SECONDS_ENV = "JUPYTER_PARALLELRUN_STORE_BUSY_SECONDS"
+BUSY_SECONDS = 120.0
+BUSY_TRY_SECONDS = 5.0
+
+
+class StoreBusy(sqlite3.OperationalError):
+    """The store stayed locked by another connection for longer than a writer waits."""
+
+
+def busy_seconds() -> float:
+    value = os.environ.get(BUSY_SECONDS_ENV)
+    return BUSY_SECONDS if not value else float(value)
 
 
 def _encode(column: str, value: Any) -> Any:
@@ -166,6 +161,9 @@ class RunStore:
         self.path = Path(path)
         self._local = threading.local()
         _owner_only(self.path)
+        #: Set by the runner that owns a run: called in every transaction, right after the
+        #: write lock is taken; it raises when the runner no longer holds its lease.
+        self.fence: Callable[[sqlite3.Connection], None] | None = None
         with self._connect() as db:
             db.executescript(SCHEMA)
             for table, column in _ADDED_COLUMNS:
@@ -173,12 +171,14 @@ class RunStore:
                 if column.split()[0] not in present:
                     with contextlib.suppress(sqlite3.OperationalError):  # another process was first
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            self._run_columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            timeout = min(BUSY_TRY_SECONDS, busy_seconds())
+            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -186,16 +186,47 @@ class RunStore:
         return db
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: everything done on the yielded connection commits together."""
+    def transaction(
+        self, on_rollback: Callable[[], None] | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything done on the yielded connection commits together.
+
+        The write lock is taken first (waiting while another connection holds it) and the
+        ``fence`` checked under it. When anything fails, ``on_rollback`` runs before the
+        ROLLBACK, still under the lock, so what it undoes outside the store (cutting rows off
+        the output file) cannot interleave with the next owner's writes.
+        """
         db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         try:
+            if self.fence is not None:
+                self.fence(db)
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if on_rollback is not None:
+                on_rollback()
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        budget = busy_seconds()
+        deadline, pause = time.monotonic() + budget, 0.05
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"the run store {self.path} stayed locked by another connection for "
+                        f"{budget:g}s ({BUSY_SECONDS_ENV} sets how long writers wait)"
+                    ) from error
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 2.0)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -255,18 +286,17 @@ class RunStore:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def create_run(self, **fields: Any) -> None:
-        """Insert a run; ``id``, ``experiment``, ``kind`` and ``status`` are required."""
+    def create_run(self, db: sqlite3.Connection | None = None, **fields: Any) -> None:
+        """Insert a run (inside ``db``'s transaction when given); ``id``, ``experiment``,
+        ``kind`` and ``status`` are required."""
         fields.setdefault("created", time.time())
         columns = list(fields)
-        unknown = set(columns) - set(_RUN_COLUMNS)
+        unknown = set(columns) - self._run_columns
         if unknown:
             raise KeyError(f"unknown run fields: {sorted(unknown)}")
-        with self.transaction() as db:
-            db.execute(
-                f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [_encode(c, fields[c]) for c in columns],
-            )
+        sql = f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        with contextlib.nullcontext(db) if db is not None else self.transaction() as tx:
+            tx.execute(sql, [_encode(c, fields[c]) for c in columns])
 
     def update_run(self, run_id: str, db: sqlite3.Connection | None = None, **fields: Any) -> None:
         """Set fields of a run (inside ``db``'s transaction when given)."""
@@ -333,6 +363,24 @@ class RunStore:
             .fetchone()
         )
         return None if row is None else _decode_row(row)
+
+    def owner(self, run_id: str) -> RunOwner | None:
+        """Who owns the pipeline run ``run_id`` (or the one of step run ``run_id``); read only.
+
+        Returns None for a run no runner ever claimed. ``owner(run_id).live()`` says whether a
+        runner holds it now; ``expires``, ``host``, ``pid`` and ``since`` say until when and who
+        (for messages such as "runner lost"). Writes nothing.
+        """
+        row = (
+            self._connect()
+            .execute(
+                "SELECT leases.* FROM runs JOIN leases "
+                "ON leases.run_id = COALESCE(runs.parent_id, runs.id) WHERE runs.id=?",
+                (run_id,),
+            )
+            .fetchone()
+        )
+        return None if row is None else RunOwner.from_row(row)
 
     # -- mini-batches, workers, errors ------------------------------------------------------
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +26,14 @@ from jupyter_parallelrun import (
     PipelineData,
     Workspace,
 )
+from jupyter_parallelrun.store_lease import LEASE_ENV
+
+
+@pytest.fixture(autouse=True)
+def short_lease(monkeypatch):
+    """Runners started by tests hold 6-second leases (30 by default), so a test that kills a
+    runner sees its run marked Failed within seconds; a test may set a longer one."""
+    monkeypatch.setenv(LEASE_ENV, "6")
 
 
 @pytest.fixture
@@ -275,3 +287,86 @@ def container(azurite, request) -> str:
 
 
 _containers: list[str] = []
+# -- issue 11: racing owners and a locked store ------------------------------------------------
+
+#: A second user: resumes the run when told to go, and says what came of it.
+RESUME = """
+import os, sys, time
+from jupyter_parallelrun import Run, Workspace
+
+ws_dir, run_id, go = sys.argv[1:4]
+run = Run.get(Workspace(path=ws_dir), run_id)
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.001)
+try:
+    run.resume()
+except Exception as error:
+    print(f"refused {type(error).__name__}: {error}", flush=True)
+else:
+    print("resumed", flush=True)
+"""
+
+
+def race_resumes(ws: Workspace, run, folder: Path) -> None:
+    """Two processes call ``run.resume()`` at the same moment: exactly one must get the run,
+    the other an error naming its runner, and one runner at most must be running it."""
+    go = folder / f"go-{time.monotonic_ns()}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", RESUME, str(ws.config_file.parent), run.id, str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        assert process.stdout.readline().strip() == "ready"
+    go.touch()
+    said = sorted(process.communicate(timeout=120)[0].strip() for process in processes)
+    assert said[0].startswith("refused RunAlreadyRunning: ") and said[1] == "resumed", said
+    assert "is already running: runner pid" in said[0], said
+    assert len(runners(run.id)) <= 1
+
+
+def runners(run_id: str) -> list[int]:
+    """Pids of the live runner processes of ``run_id`` on this machine."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+            if b"jupyter_parallelrun.engine.runner" in args and run_id.encode() in args:
+                found.append(int(entry))
+    return found
+
+
+#: Another connection that holds the store's write lock for a while (argv: store, seconds).
+LOCK = """
+import sqlite3, sys, time
+
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+#: Past the 30 seconds sqlite3 waited for a lock before the store waited with retries.
+LOCKED_SECONDS = 33
+
+
+def hold_write_lock(ws: Workspace, seconds: float) -> subprocess.Popen:
+    """Start a process that holds the store's write lock for ``seconds``; returns once it
+    holds it (wait on the process for the end)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK, str(ws.store.path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder

@@ -1,10 +1,12 @@
 """Commits of a step run's progress: output rows, mini-batch records, errors, counters, workers.
 
-The exactly-once rule lives here. Rows of finished mini-batches are appended to the append_row
-file and fsynced first; then the mini-batches' records (each with the file's new end), their
-errors, the counters and the workers' state commit in one SQLite transaction. When that
-transaction fails the rows are cut back, so the file never holds a row whose mini-batch is not
-recorded, and a resumed run cuts the file back to the last recorded end.
+The exactly-once rule lives here. A commit is one SQLite write transaction: it takes the
+store's write lock and checks the runner's lease (the store's fence), appends and fsyncs the
+rows of finished mini-batches to the append_row file, and records the mini-batches (each with
+the file's new end), their errors, the counters and the workers' state. When any of it fails
+the rows are cut back before the lock is let go, so the file never holds a row whose mini-batch
+is not recorded, and a runner that lost the run cannot append at all; the next owner cuts the
+file back to the last recorded end. The counters in memory move only once a commit succeeded.
 
 Commits are grouped: each fsyncs the output and writes a transaction, so a commit per
 mini-batch would cap a run at a few hundred mini-batches a second.
@@ -81,6 +83,7 @@ class StepCommitter:
         }
         self._results: list[tuple[dict, bytes]] = []
         self._errors: list[dict] = []
+        self._retries = 0
         self._last_commit = 0.0
         self._last_state_write = 0.0
         self.ordered = ordered_after is not None
@@ -119,8 +122,17 @@ class StepCommitter:
         """A failed try, a failed ``init()`` or a lost process."""
         self._errors.append(error)
 
+    def add_retry(self) -> None:
+        """A failed try that will be tried again (counted when its error commits)."""
+        self._retries += 1
+
     def commit(self, force: bool = False) -> None:
         """Commit what finished, unless the last commit was under COMMIT_INTERVAL ago.
+
+        The rows are appended under the store's write lock, after the fence (the runner's
+        lease) was checked, and recorded in the same transaction. Memory moves on only once it
+        committed: on any failure the rows are cut back (still under the lock), the counters
+        stay those of the store, and what finished stays pending for the next commit.
 
         Raises
         ------
@@ -134,51 +146,57 @@ class StepCommitter:
             self.write_state()
             return
         self._last_commit = now
-        results, self._results = self._results, []
-        errors, self._errors = self._errors, []
-        offset = committed = None
-        if self.writer is not None:
-            committed = self.writer.offset
-            try:
-                offset = self.writer.append([rows for _, rows in results])
-            except OSError as error:
-                raise OutputUnwritable(
-                    f"cannot write the output file {self.writer.path}: {error}"
-                ) from error
-        records = [record for record, _ in results]
-        for record in records:
-            record["output_end"] = offset
-            done = record["status"] == "done"
-            self.counters["mb_done" if done else "mb_failed"] += 1
-            self.counters["items_done"] += record["succeeded"]
-            self.counters["items_failed"] += record["failed"]
-        try:
-            with self.store.transaction() as db:
-                self.store.upsert_mini_batches(db, records)
-                self.store.add_errors(db, errors)
-                self.write_state(db=db, force=True)
-        except BaseException:
-            # Not recorded, so these mini-batches run again on resume: their rows must go.
-            if self.writer is not None:
-                self.writer.truncate(committed)
-            raise
+        records = [record for record, _ in self._results]
+        counters = self._counted(records)
+        committed = None if self.writer is None else self.writer.offset
+        undo = None if self.writer is None else (lambda: self.writer.truncate(committed))
+        with self.store.transaction(on_rollback=undo) as db:
+            offset = self._append([rows for _, rows in self._results])
+            for record in records:
+                record["output_end"] = offset
+            self.store.upsert_mini_batches(db, records)
+            self.store.add_errors(db, self._errors)
+            workers, mb_total = self._write_state(db, counters)
+        self._results, self._errors, self._retries = [], [], 0
+        self.counters.update(counters)
         self.logs.mini_batches(records)
+        self.logs.overview(self.run_id, self.counters, mb_total, workers)
 
-    def write_state(self, db=None, force: bool = False) -> None:
+    def _counted(self, records: list[dict[str, Any]]) -> dict[str, int]:
+        """The counters once ``records`` and the pending retries are committed."""
+        counters = dict(self.counters)
+        counters["retries"] += self._retries
+        for record in records:
+            done = record["status"] == "done"
+            counters["mb_done" if done else "mb_failed"] += 1
+            counters["items_done"] += record["succeeded"]
+            counters["items_failed"] += record["failed"]
+        return counters
+
+    def _append(self, payloads: list[bytes]) -> int | None:
+        if self.writer is None:
+            return None
+        try:
+            return self.writer.append(payloads)
+        except OSError as error:
+            raise OutputUnwritable(
+                f"cannot write the output file {self.writer.path}: {error}"
+            ) from error
+
+    def write_state(self, force: bool = False) -> None:
         """Counters and workers into the store (at most every STATE_INTERVAL unless forced)."""
-        now = time.time()
-        if not force and now - self._last_state_write < STATE_INTERVAL:
+        if not force and time.time() - self._last_state_write < STATE_INTERVAL:
             return
-        self._last_state_write = now
+        with self.store.transaction() as db:
+            workers, mb_total = self._write_state(db, self.counters)
+        self.logs.overview(self.run_id, self.counters, mb_total, workers)
+
+    def _write_state(self, db, counters: dict[str, int]) -> tuple[list[dict], int | None]:
+        self._last_state_write = time.time()
         workers, mb_total = self._workers()
-        fields = {**self.counters, "mb_held": len(self._held)}
+        fields = {**counters, "mb_held": len(self._held)}
         if self.writer is not None:
             fields["output_bytes"] = self.writer.offset
-        if db is None:
-            with self.store.transaction() as tx:
-                self.store.upsert_workers(tx, workers)
-                self.store.update_run(self.run_id, db=tx, **fields)
-        else:
-            self.store.upsert_workers(db, workers)
-            self.store.update_run(self.run_id, db=db, **fields)
-        self.logs.overview(self.run_id, self.counters, mb_total, workers)
+        self.store.upsert_workers(db, workers)
+        self.store.update_run(self.run_id, db=db, **fields)
+        return workers, mb_total

@@ -21,12 +21,13 @@ import traceback
 from typing import Any
 
 from ..storage import shared_listings
-from ..store import FINAL_STATUSES
+from ..store_lease import LeaseLost, release
 from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 from . import python_path
 from .backends import Backend, DaskBackend, LocalBackend
 from .budget import Budget, StepCanceled, StepFailed
 from .error_text import MAX_MESSAGE_CHARS, shorten
+from .lease import RunnerLease
 from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import iter_mini_batches
@@ -57,27 +58,40 @@ THREAD_VARIABLES = (
 )
 
 
-def start_runner(ws: Workspace, run_id: str) -> int:
-    """Start the runner process for ``run_id``, detached from the caller; returns its pid."""
-    log = ws.path / "runs" / run_id / "runner_stdout.txt"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-X",
-                "faulthandler",  # a crash in C code still leaves its traceback in the log
-                "-m",
-                "jupyter_parallelrun.engine.runner",
-                str(ws.config_file.parent),
-                run_id,
-            ],
-            env={**os.environ, "PYTHONPATH": python_path()},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+#: The environment variable that hands the runner its claim's token.
+TOKEN_ENV = "JUPYTER_PARALLELRUN_LEASE_TOKEN"
+
+
+def start_runner(ws: Workspace, run_id: str, token: str) -> int:
+    """Start the runner process for ``run_id``, detached from the caller; returns its pid.
+
+    ``token`` is the claim on the run made for this runner (see ``store_lease.claim``); it
+    travels in the environment, which only its user can read, not in argv.
+    """
+    try:
+        log = ws.path / "runs" / run_id / "runner_stdout.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-X",
+                    "faulthandler",  # a crash in C code still leaves its traceback in the log
+                    "-m",
+                    "jupyter_parallelrun.engine.runner",
+                    str(ws.config_file.parent),
+                    run_id,
+                ],
+                env={**os.environ, "PYTHONPATH": python_path(), TOKEN_ENV: token},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except BaseException:
+        with ws.store.transaction() as db:  # no runner will take the claim made for it
+            release(db, run_id)
+        raise
     return process.pid
 
 
@@ -103,23 +117,6 @@ def runner_alive(pid: int) -> bool:
             os.waitpid(pid, os.WNOHANG)
         return False
     return True
-
-
-def fail_if_runner_died(ws: Workspace, run_id: str) -> None:
-    """Mark a pipeline run Failed when its runner ended without finishing it."""
-    run = ws.store.get_run(run_id)
-    if run["status"] in FINAL_STATUSES or not run["runner_pid"] or runner_alive(run["runner_pid"]):
-        return
-    if ws.store.get_run(run_id)["status"] in FINAL_STATUSES:  # it finished as we looked
-        return
-    log = ws.path / "runs" / run_id / "runner_stdout.txt"
-    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-    error = f"the runner process (pid {run['runner_pid']}) ended without finishing the run"
-    if lines:
-        error += f": {lines[-1]}"
-    for record in [run, *ws.store.list_runs(parent_id=run_id)]:
-        if record["status"] not in FINAL_STATUSES:
-            ws.store.update_run(record["id"], status="Failed", ended=time.time(), error=error)
 
 
 def _worker_variables(step: dict[str, Any], ws: Workspace) -> dict[str, str]:
@@ -188,6 +185,8 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
             store.update_run(run_id, fingerprint=fingerprint)
         _execute(ws, step, steps, dataset, logs)
         upload_output(ws, step["output"])
+    except LeaseLost:
+        raise  # another owner has the run now: nothing more is written
     except StepCanceled:
         _finish(ws, step, logs, "Canceled", "canceled on request")
     except StepFailed as error:
@@ -217,15 +216,18 @@ def _schedule(
     nodes, per_node = config["node_count"], config["process_count_per_node"]
     _worker_environment(step, ws, nodes * per_node)
     out_dir = output_folder(ws, step["output"])
-    committed = {mb["mb_id"]: mb for mb in store.mini_batches(run_id)}
-    offset = max((mb["output_end"] or 0 for mb in committed.values()), default=0)
     writer = None
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if config["output_action"] == "append_row":
-            writer = AppendRowWriter(out_dir / config["append_row_file_name"], offset)
-    except OSError as error:
-        raise StepFailed(f"cannot write the output folder {out_dir}: {error}") from error
+    # Under the lease, in one transaction: rows a runner that lost the run appended after the
+    # last commit are cut back by this owner before it appends anything.
+    with store.transaction():
+        committed = {mb["mb_id"]: mb for mb in store.mini_batches(run_id)}
+        offset = max((mb["output_end"] or 0 for mb in committed.values()), default=0)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if config["output_action"] == "append_row":
+                writer = AppendRowWriter(out_dir / config["append_row_file_name"], offset)
+        except OSError as error:
+            raise StepFailed(f"cannot write the output folder {out_dir}: {error}") from error
     scratch = ws.path / "runs" / run_id / "scratch"
     size, keys = config["mini_batch_size_parsed"], config.get("partition_keys")
     formed = threading.Event()
@@ -332,7 +334,7 @@ def _finish(ws: Workspace, step: dict, logs: StepLogs, status: str, summary: str
     store.update_run(run_id, status=status, ended=time.time(), error=error)
 
 
-def run_pipeline(ws: Workspace, run_id: str) -> None:
+def run_pipeline(ws: Workspace, run_id: str, lease: RunnerLease) -> None:
     """Carry out every step of a pipeline run in order; a failed step stops the rest."""
     store = ws.store
     plan = store.get_run(run_id)["spec"]
@@ -362,22 +364,36 @@ def run_pipeline(ws: Workspace, run_id: str) -> None:
                 ended=time.time(),
                 error="not started: an earlier step did not complete",
             )
-    store.update_run(run_id, status=status, ended=time.time(), error=error)
+    with store.transaction() as db:  # the final status and letting go of the run, at once
+        store.update_run(run_id, db=db, status=status, ended=time.time(), error=error)
+        lease.release(db)
 
 
 def main(argv: list[str] | None = None) -> None:
     config_dir, run_id = (argv or sys.argv[1:])[:2]
     ws = Workspace(path=config_dir)
+    lease = RunnerLease(ws.store, run_id, os.environ.pop(TOKEN_ENV, ""))
     try:
-        run_pipeline(ws, run_id)
+        lease.take()
+        run_pipeline(ws, run_id, lease)
+    except LeaseLost as error:
+        # Another owner has the run (or a watcher gave it up): its state is theirs now. The
+        # workers were killed on the way out (Scheduler.run's finally).
+        print(f"the runner stops without writing: {error}", flush=True)
+        sys.exit(3)
     except BaseException as error:
-        ws.store.update_run(
-            run_id,
-            status="Failed",
-            ended=time.time(),
-            error=f"the runner failed: {type(error).__name__}: {error}",
-        )
+        with ws.store.transaction() as db:
+            ws.store.update_run(
+                run_id,
+                db=db,
+                status="Failed",
+                ended=time.time(),
+                error=f"the runner failed: {type(error).__name__}: {error}",
+            )
+            lease.release(db)
         raise
+    finally:
+        lease.stop()
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ class Scheduler:
         self.logs.runner(f"mini-batch {mb.id} try {flight.tries} failed on {worker.name}: {error}")
         if flight.tries < self.max_try:
             worker.retries += 1
-            self.counters["retries"] += 1
+            self.committer.add_retry()
             self.retry.append(InFlight(mb, flight.tries + 1))
             return
         worker.failed += 1

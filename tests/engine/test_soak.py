@@ -4,9 +4,11 @@ The entry script draws a fault for every try of every item from a seeded random 
 (the same draws on every run of the test): a raise, ``os._exit``, SIGKILL, SIGSEGV, a call stuck
 past ``run_invocation_timeout``, a partial result, or none; some input files hold bad data. With
 ``run_max_try=3`` most items succeed in the end. A quarter through, the run is canceled and
-resumed; halfway, its runner is SIGKILLed and it is resumed again. Issue 3's guarantee must hold
-after the cancel, after the kill and at the end; with ``preserve_order`` the output must also be
-in input order each time.
+resumed by two ``resume()`` calls at once (one runner must get it); halfway, its runner is
+SIGKILLed and it is resumed again; three quarters through, another connection holds the store's
+write lock past what that runner waits, so a commit fails; the last runner waits through a
+shorter lock. Issue 3's guarantee must hold after the cancel, the kill, the failed commit and at
+the end; with ``preserve_order`` the output must also be in input order each time.
 
 ``PARALLELRUN_SOAK_ITEMS`` sets the number of input files (two per mini-batch). The default is
 the short form CI runs in about half a minute; the long form is a few thousand mini-batches::
@@ -21,9 +23,11 @@ import signal
 import time
 
 import pytest
-from conftest import assert_guarantee, file_dataset, submit_step
+from conftest import assert_guarantee, file_dataset, hold_write_lock, race_resumes, submit_step
 
 from jupyter_parallelrun import ActivityFailedException
+from jupyter_parallelrun.store import BUSY_SECONDS_ENV
+from jupyter_parallelrun.store_lease import LEASE_ENV
 
 ITEMS = int(os.environ.get("PARALLELRUN_SOAK_ITEMS", "4000"))
 SEED = os.environ.get("PARALLELRUN_SOAK_SEED", "3")
@@ -121,7 +125,7 @@ def assert_in_order(outcome) -> None:
 @pytest.mark.soak
 @pytest.mark.parametrize("preserve_order", [False, True], ids=["as-finished", "ordered"])
 def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
-    ws, write_script, files, tmp_path, preserve_order
+    ws, write_script, files, tmp_path, preserve_order, monkeypatch
 ):
     names = [f"item_{i:05d}.txt" for i in range(ITEMS)]
     inputs = tmp_path / "inputs"
@@ -176,7 +180,7 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
     for check in checks:
         check(canceled)
     assert canceled.status == "Canceled" and len(canceled.mini_batches) < mb_total
-    run.resume()
+    race_resumes(ws, run, tmp_path)  # two resume() calls at once: one runner
 
     # Halfway from the cancel to the end, the runner is killed; the run is resumed again.
     wait_until(lambda: finished() >= (len(canceled.mini_batches) + mb_total) // 2)
@@ -192,7 +196,27 @@ def test_soak_random_faults_a_cancel_and_a_killed_runner_keep_the_guarantee(
     else:
         assert len(before.mini_batches) > len(canceled.mini_batches)
 
+    # This runner waits 2 s at most for a locked store; another connection holds the lock for
+    # longer, three quarters of the way through: its commit fails, and the run with it. (Its
+    # lease outlasts the lock: the commit, not a lapsed lease, is what fails here.)
+    monkeypatch.setenv(BUSY_SECONDS_ENV, "2")
+    monkeypatch.setenv(LEASE_ENV, "12")
     run.resume()
+    monkeypatch.delenv(BUSY_SECONDS_ENV)
+    monkeypatch.setenv(LEASE_ENV, "6")
+    wait_until(lambda: finished() >= (len(before.mini_batches) + mb_total) // 2)
+    assert hold_write_lock(ws, 6).wait(timeout=60) == 0
+    with pytest.raises(ActivityFailedException, match="locked"):
+        run.wait_for_completion(timeout_seconds=60)
+    locked = assert_guarantee(run, names)
+    for check in checks:
+        check(locked)
+    assert locked.status == "Failed" and len(locked.mini_batches) < mb_total
+
+    # The last runner waits for the store through a lock of a few seconds, and carries on.
+    run.resume()
+    wait_until(lambda: finished() >= len(locked.mini_batches) + 10)
+    assert hold_write_lock(ws, 4).wait(timeout=60) == 0
     assert run.wait_for_completion(timeout_seconds=1200) == "Completed"
     after = assert_guarantee(run, names)
     for check in checks:

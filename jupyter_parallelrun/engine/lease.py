@@ -1,0 +1,159 @@
+"""Ownership of a pipeline run in practice: the runner's lease keeper, and the verdict of a
+watcher that finds the lease lapsed.
+
+The runner takes over the claim that ``submit()`` or ``resume()`` made for it, renews the lease
+from a thread of its own, and fences every write it makes with it (``RunStore.fence``): once
+the lease is gone, the next write raises :class:`LeaseLost` and the runner kills its workers and
+exits without writing anything more. A watcher (``get_state()``, ``cancel()``, ``resume()``)
+that finds a run not final and its lease lapsed marks the run Failed and releases the lease in
+one transaction, so a runner that was only cut off and comes back finds itself fenced out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..store import FINAL_STATUSES, RunStore
+from ..store_lease import (
+    RENEWALS_PER_LEASE,
+    LeaseLost,
+    current,
+    holds,
+    lease_seconds,
+    lost_runner_error,
+    release,
+)
+from ..store_lease import renew as renew_lease
+from .step_input import output_folder
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+#: A watcher that waited longer than this for the store's write lock does not act on a lapsed
+#: lease in that transaction: the runner was waiting for the same lock to renew it.
+WAITED_TOO_LONG = 1.0
+
+
+class RunnerLease:
+    """The lease the runner holds on its pipeline run.
+
+    Parameters
+    ----------
+    store
+        The runner's store; :meth:`take` makes this lease its fence.
+    run_id
+        The pipeline run.
+    token
+        The claim's token, made by ``submit()`` or ``resume()`` for this runner.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, token: str) -> None:
+        self.store, self.run_id, self.token = store, run_id, token
+        self.seconds = lease_seconds()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name="lease", daemon=True)
+
+    def take(self) -> None:
+        """Take over the claim and start renewing; raises LeaseLost when it is not ours."""
+        with self.store.transaction() as db:
+            if not renew_lease(db, self.run_id, self.token, self.seconds, adopt=True):
+                raise LeaseLost(self._lost_message(db))
+        self.store.fence = self.check
+        self._thread.start()
+
+    def check(self, db: sqlite3.Connection) -> None:
+        """The store's fence: raises LeaseLost unless this runner still holds the lease."""
+        if self.lost.is_set() or not holds(db, self.run_id, self.token):
+            self.lost.set()
+            raise LeaseLost(self._lost_message(db))
+
+    def release(self, db: sqlite3.Connection) -> None:
+        """Let the lease go inside the runner's last transaction (the run's final status)."""
+        release(db, self.run_id)
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _renew_loop(self) -> None:
+        interval = pause = self.seconds / RENEWALS_PER_LEASE
+        while not self._stop.wait(pause):
+            try:
+                # The fence checks the token first; renewing then cannot fail.
+                with self.store.transaction() as db:
+                    renew_lease(db, self.run_id, self.token, self.seconds)
+                pause = interval
+            except LeaseLost:
+                return
+            except sqlite3.Error:
+                # A busy or failing store: try again at once, so that this thread is waiting
+                # for the lock when it comes free (a watcher that waited too yields to it).
+                pause = 0.05
+
+    def _lost_message(self, db: sqlite3.Connection) -> str:
+        owner = current(db, self.run_id)
+        now = time.time()
+        if owner is None or owner.released is not None:
+            holder = "its lease was released (the run was marked Failed or Canceled without it)"
+        else:
+            holder = f"the run is owned by {owner.describe(now)}"
+        return f"this runner no longer owns run {self.run_id}: {holder}"
+
+
+def settle_if_unowned(ws: Workspace, run_id: str, status: str) -> bool:
+    """End pipeline run ``run_id`` and its unfinished steps with ``status`` if no runner owns
+    it; returns whether it did. Nothing happens to a final run or one whose lease is live.
+
+    Under the write lock, with the lease let go in the same transaction, the caller is the
+    run's owner for that moment: it cuts each unfinished step's output back to its last
+    committed row (a runner killed mid-commit leaves rows after it), so the counters of the
+    ended run equal its files.
+    """
+    store = ws.store
+    owner = store.owner(run_id)
+    if owner is not None and owner.live():
+        return False  # the common case, read without taking the write lock
+    asked = time.monotonic()
+    with store.transaction() as db:
+        run = store.get_run(run_id)
+        owner = current(db, run_id)
+        now = time.time()
+        if run is None or run["status"] in FINAL_STATUSES or (owner and owner.live(now)):
+            return False
+        if time.monotonic() - asked > WAITED_TOO_LONG and status == "Failed":
+            return False  # the store was busy: give its runner the first turn to renew
+        if status == "Canceled":
+            error = "canceled on request (no runner owned the run)"
+        else:
+            error = lost_runner_error(owner)
+        log = ws.path / "runs" / run_id / "runner_stdout.txt"
+        if status == "Failed" and log.exists():
+            lines = log.read_text(errors="replace").strip().splitlines()
+            error += f": {lines[-1]}" if lines else ""
+        release(db, run_id)
+        for record in [run, *store.list_runs(parent_id=run_id)]:
+            if record["status"] not in FINAL_STATUSES:
+                _cut_back(ws, record)
+                store.update_run(record["id"], db=db, status=status, ended=now, error=error)
+    return True
+
+
+def _cut_back(ws: Workspace, step: dict) -> None:
+    """Cut a step's append_row file back to its last committed row."""
+    spec = step["spec"] or {}
+    config = spec.get("config") or {}
+    if step["kind"] != "step" or config.get("output_action") != "append_row":
+        return
+    committed = max((mb["output_end"] or 0 for mb in ws.store.mini_batches(step["id"])), default=0)
+    with contextlib.suppress(OSError):  # the next owner cuts it again before it appends
+        path = output_folder(ws, spec["output"]) / config["append_row_file_name"]
+        if path.stat().st_size > committed:
+            os.truncate(path, committed)
