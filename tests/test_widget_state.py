@@ -44,7 +44,7 @@ def test_a_lost_runner_is_seen_without_writing(ws, write_script, files):
     watcher = RunWatcher(ws.store, run.id)
     _wait_for(lambda: watcher.state()["steps"][0]["mb_done"] >= 1)
     os.kill(ws.store.get_run(run.id)["runner_pid"], signal.SIGKILL)
-    _wait_for(lambda: watcher.state()["final"], timeout=10)
+    _wait_for(lambda: watcher.state()["final"], timeout=30)  # once its lease lapsed
     state = watcher.state()
     assert state["status"] == "Failed" and state["lost_runner"]
     assert state["headline"] == "Failed (lost runner)"
