@@ -28,12 +28,10 @@ from jupyter_parallelrun import (
 )
 from jupyter_parallelrun.store_lease import LEASE_ENV
 
-
-@pytest.fixture(autouse=True)
-def short_lease(monkeypatch):
-    """Runners started by tests hold 6-second leases (30 by default), so a test that kills a
-    runner sees its run marked Failed within seconds; a test may set a longer one."""
-    monkeypatch.setenv(LEASE_ENV, "6")
+# Runners started by the tests (kernels and servers of session fixtures included) hold 6-second
+# leases (30 by default), so a test that kills a runner sees its run lost within seconds; a test
+# may set a longer one with monkeypatch.
+os.environ.setdefault(LEASE_ENV, "6")
 
 
 @pytest.fixture
