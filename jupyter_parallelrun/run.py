@@ -210,10 +210,23 @@ class Run(MetricsLogging):
     def _settle_if_unowned(self, status: str) -> bool:
         """End the run with ``status`` when no runner owns it (its lease lapsed), as one
         transaction that also lets the lease go and cuts uncommitted rows; whether it did."""
+        from .datastore import Datastore
         from .engine.lease import settle_if_unowned
 
+        ws = self.experiment.workspace
         pipeline_id = self._record["parent_id"] or self.id
-        return settle_if_unowned(self.experiment.workspace, pipeline_id, status)
+        outputs = {}
+        for step in self._store.list_runs(parent_id=pipeline_id):
+            spec = step["spec"] or {}
+            config = spec.get("config") or {}
+            if config.get("output_action") == "append_row" and spec.get("output"):
+                output = spec["output"]
+                folder = Datastore.get(ws, output["datastore"]).local_path(
+                    output["path_on_datastore"]
+                )
+                outputs[step["id"]] = folder / config["append_row_file_name"]
+        log = ws.path / "runs" / pipeline_id / "runner_stdout.txt"
+        return settle_if_unowned(self._store, pipeline_id, status, log, outputs)
 
     def wait_for_completion(
         self,

@@ -46,7 +46,16 @@ API = {
 VIEWS = {"widget", "progress", "follow"}
 #: What every layer may use: the run store, files and their formats, the entry script's context.
 #: They import only one another.
-SHARED = {"store", "metrics", "storage", "blob_storage", "records", "column_types", "entry_script"}
+SHARED = {
+    "store",
+    "store_lease",
+    "metrics",
+    "storage",
+    "blob_storage",
+    "records",
+    "column_types",
+    "entry_script",
+}
 
 #: (importer, imported) pairs from engine/ into the API, still to be moved.
 ENGINE_TO_API = {

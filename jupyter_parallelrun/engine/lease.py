@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from ..store import FINAL_STATUSES, RunStore
 from ..store_lease import (
@@ -29,10 +29,6 @@ from ..store_lease import (
     release,
 )
 from ..store_lease import renew as renew_lease
-from .step_input import output_folder
-
-if TYPE_CHECKING:
-    from ..workspace import Workspace
 
 #: A watcher that waited longer than this for the store's write lock does not act on a lapsed
 #: lease in that transaction: the runner was waiting for the same lock to renew it.
@@ -108,16 +104,18 @@ class RunnerLease:
         return f"this runner no longer owns run {self.run_id}: {holder}"
 
 
-def settle_if_unowned(ws: Workspace, run_id: str, status: str) -> bool:
+def settle_if_unowned(
+    store: RunStore, run_id: str, status: str, log: Path, outputs: dict[str, Path]
+) -> bool:
     """End pipeline run ``run_id`` and its unfinished steps with ``status`` if no runner owns
     it; returns whether it did. Nothing happens to a final run or one whose lease is live.
 
     Under the write lock, with the lease let go in the same transaction, the caller is the
-    run's owner for that moment: it cuts each unfinished step's output back to its last
-    committed row (a runner killed mid-commit leaves rows after it), so the counters of the
-    ended run equal its files.
+    run's owner for that moment: it cuts each unfinished step's append_row file (``outputs``,
+    by step run id) back to its last committed row (a runner killed mid-commit leaves rows
+    after it), so the counters of the ended run equal its files. ``log`` is the runner's
+    output: its last line goes into the error.
     """
-    store = ws.store
     owner = store.owner(run_id)
     if owner is not None and owner.live():
         return False  # the common case, read without taking the write lock
@@ -134,26 +132,20 @@ def settle_if_unowned(ws: Workspace, run_id: str, status: str) -> bool:
             error = "canceled on request (no runner owned the run)"
         else:
             error = lost_runner_error(owner)
-        log = ws.path / "runs" / run_id / "runner_stdout.txt"
-        if status == "Failed" and log.exists():
-            lines = log.read_text(errors="replace").strip().splitlines()
+            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
             error += f": {lines[-1]}" if lines else ""
         release(db, run_id)
         for record in [run, *store.list_runs(parent_id=run_id)]:
             if record["status"] not in FINAL_STATUSES:
-                _cut_back(ws, record)
+                if record["id"] in outputs:
+                    _cut_back(store, record["id"], outputs[record["id"]])
                 store.update_run(record["id"], db=db, status=status, ended=now, error=error)
     return True
 
 
-def _cut_back(ws: Workspace, step: dict) -> None:
+def _cut_back(store: RunStore, step_id: str, path: Path) -> None:
     """Cut a step's append_row file back to its last committed row."""
-    spec = step["spec"] or {}
-    config = spec.get("config") or {}
-    if step["kind"] != "step" or config.get("output_action") != "append_row":
-        return
-    committed = max((mb["output_end"] or 0 for mb in ws.store.mini_batches(step["id"])), default=0)
+    committed = max((mb["output_end"] or 0 for mb in store.mini_batches(step_id)), default=0)
     with contextlib.suppress(OSError):  # the next owner cuts it again before it appends
-        path = output_folder(ws, spec["output"]) / config["append_row_file_name"]
         if path.stat().st_size > committed:
             os.truncate(path, committed)
