@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from jupyter_parallelrun import Dataset, DataType
-from jupyter_parallelrun.engine.partition import iter_mini_batches, load_mini_batch
+from jupyter_parallelrun.engine.mini_batch import load_mini_batch
+from jupyter_parallelrun.engine.partition import iter_mini_batches
 from jupyter_parallelrun.engine.rows import format_rows, result_rows
 
 OJ = """WeekStarting,Store,Brand,Price,Advert,Sold,When,Stamp,Empty

@@ -9,6 +9,10 @@ fails it and a removed one makes it fail until the list is shortened: the lists 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jupyter_parallelrun
@@ -73,6 +77,8 @@ ENGINE_TO_API = {
     ("engine.step_input", "dataset"),
     ("engine.step_input", "datastore"),
     ("engine.step_input", "workspace"),
+    # Only when an entry script reads mini_batch_context.dataset, which is a Dataset.
+    ("engine.worker", "dataset_partition"),
 }
 #: Modules the views import besides the store, the shared modules and one another.
 VIEWS_TO_OTHERS = {("progress", "datastore")}
@@ -223,3 +229,90 @@ def test_the_views_import_only_the_store_and_one_another():
 
 def test_the_import_circles():
     assert sorted(_circles(import_graph())) == sorted(sorted(c) for c in CIRCLES)
+
+
+def _worker_imports(tmp_path: Path, mini_batches: list[dict]) -> set[str]:
+    """The package modules a real worker process imports to host an entry script and run
+    ``mini_batches``, as ``python -X importtime`` lists them (in its stderr, and in its log file
+    once it has sent its output there)."""
+    from multiprocessing.connection import Listener
+
+    tmp_path.mkdir()
+    (tmp_path / "score.py").write_text(
+        "def init():\n    pass\n\n\ndef run(mini_batch, mini_batch_context):\n"
+        "    return [str(len(mini_batch))]\n"
+    )
+    log_file = tmp_path / "logs" / "workers" / "w0.txt"
+    spec = {
+        "incarnation": 0,
+        "log_file": str(log_file),
+        "source_directory": str(tmp_path),
+        "entry_script": "score.py",
+        "output_dir": str(tmp_path / "out"),
+        "heartbeat_interval": 60,
+    }
+    authkey = os.urandom(16)
+    with Listener(("127.0.0.1", 0), authkey=authkey) as listener:
+        arguments = {
+            "address": list(listener.address),
+            "authkey": authkey.hex(),
+            "name": "w0",
+            "node_id": 0,
+            "spec": spec,
+        }
+        # A file, not a pipe: nothing reads the worker's stderr while it runs.
+        with open(tmp_path / "stderr.txt", "wb") as stderr:
+            worker = subprocess.Popen(
+                [sys.executable, "-X", "importtime", "-m", f"{NAME}.engine.worker"],
+                stdin=subprocess.PIPE,
+                stderr=stderr,
+                env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+            )
+        try:
+            worker.stdin.write(json.dumps(arguments).encode())
+            worker.stdin.close()
+            with listener.accept() as conn:
+                answers = []
+                for number, mini_batch in enumerate(mini_batches):
+                    conn.send(("mb", number, mini_batch))
+                while len([a for a in answers if a[0] in ("done", "error")]) < len(mini_batches):
+                    answers.append(conn.recv())
+                    assert answers[-1][0] != "init_failed", answers[-1]
+                assert [a[0] for a in answers if a[0] in ("done", "error")] == ["done"] * len(
+                    mini_batches
+                ), answers
+                conn.send(("stop",))
+                while conn.recv()[0] != "bye":
+                    pass
+            worker.wait(timeout=60)
+        finally:
+            worker.kill()
+            worker.wait()
+    listed = (tmp_path / "stderr.txt").read_text(encoding="utf-8") + log_file.read_text(
+        encoding="utf-8"
+    )
+    modules = set()
+    for line in listed.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            module = line.rsplit("|", 1)[1].strip()
+            if module == NAME or module.startswith(NAME + "."):
+                modules.add(module.removeprefix(NAME).lstrip("."))
+    assert "entry_script" in modules, listed[-2000:]
+    return modules
+
+
+def test_a_worker_imports_neither_datasets_nor_datastores(tmp_path):
+    from jupyter_parallelrun.dataset import Dataset
+    from jupyter_parallelrun.engine.partition import iter_mini_batches
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n3,4\n")
+    (data / "page.txt").write_text("text")
+    files = Dataset.File.from_files(str(data / "*.txt"))
+    rows = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
+    # Made as the runner makes them; the worker gets only the plain specs.
+    mini_batches = [mb.spec for mb in iter_mini_batches(files, 10)]
+    mini_batches += [mb.spec for mb in iter_mini_batches(rows, 1024)]
+    imported = _worker_imports(tmp_path / "worker", mini_batches)
+    assert {"dataset", "datastore"} & imported == set(), sorted(imported)

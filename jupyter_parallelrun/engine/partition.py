@@ -1,89 +1,32 @@
-"""Partitioning: splitting a step's input into mini-batches, and loading one mini-batch.
+"""Partitioning: splitting a step's input into mini-batches.
 
 The runner calls :func:`iter_mini_batches` to describe every mini-batch as a small JSON-able
-spec; a worker calls :func:`load_mini_batch` on a spec to get what ``run(mini_batch)``
-receives. Splitting streams: files are listed lazily and tabular files are cut by seeking,
-so neither a huge file list nor a huge file is ever held in memory (except when
-``partition_keys`` or take/skip/sample need the whole table, which is then loaded once).
+spec; a worker loads a spec with :mod:`.mini_batch`'s ``load_mini_batch``, without importing
+this module or the datasets. Splitting streams: files are listed lazily and tabular files are
+cut by seeking, so neither a huge file list nor a huge file is ever held in memory (except
+when ``partition_keys`` or take/skip/sample need the whole table, which is then loaded once).
 """
 
 from __future__ import annotations
 
 import codecs
 import os
-import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dataset import FileDataset, TabularDataset
-from ..records import read_records
 from ..storage import open_file
-from .key_partitions import load_partition_files, path_partition_batches
+from .key_partitions import path_partition_batches
+from .mini_batch import MiniBatch, parse_mini_batch_size
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_FILES = 10
-DEFAULT_BYTES = "1MB"
-_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
 _READ_CHUNK = 64 * 1024
 # Byte splitting looks for b"\n"; in these encodings a newline is not that single byte.
 _WIDE_ENCODINGS = ("utf-16", "utf-32")
-
-
-@dataclass(frozen=True)
-class MiniBatch:
-    """One mini-batch: its id, its JSON-able spec, and its item count when known before loading.
-
-    ``n_items`` is None for byte ranges of delimited and JSON-lines files, whose records are
-    only counted once loaded.
-    """
-
-    id: int
-    spec: dict
-    n_items: int | None
-
-
-def parse_mini_batch_size(value: Any, tabular: bool) -> int:
-    """The mini-batch size as a number of files (file input) or of bytes (tabular input).
-
-    Parameters
-    ----------
-    value : int, str or None
-        File input: a positive int or digit string (default 10). Tabular input: bytes as an
-        int or a string such as ``"1024"``, ``"1024KB"``, ``"10MB"``, ``"1GB"`` (1024-based,
-        any case, optional space; default ``"1MB"``).
-    tabular : bool
-        Whether the input is a tabular dataset.
-
-    Examples
-    --------
-    >>> parse_mini_batch_size("5", tabular=False)
-    5
-    >>> parse_mini_batch_size("10 mb", tabular=True)
-    10485760
-    """
-    if value is None:
-        value = DEFAULT_BYTES if tabular else DEFAULT_FILES
-    shown = f'"{value}"' if isinstance(value, str) else repr(value)
-    if tabular:
-        allowed = 'a positive int or a size like "10MB" for tabular input'
-    else:
-        allowed = 'a positive number of files (an int or a digit string like "5") for file input'
-    number = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        found = _SIZE.match(value)
-        if found and (tabular or not found.group(2)):
-            number = int(found.group(1)) * _UNITS[(found.group(2) or "").upper()]
-    if number is None or number < 1:
-        raise ValueError(f"mini_batch_size must be {allowed}; got {shown}")
-    return number
 
 
 def iter_mini_batches(
@@ -317,89 +260,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value.item() if hasattr(value, "item") else value
-
-
-def load_mini_batch(spec: dict[str, Any]) -> list[str] | pd.DataFrame:
-    """What ``run(mini_batch)`` receives for ``spec``: file paths, or a DataFrame."""
-    kind = spec.get("kind")
-    if kind == "files":
-        return list(spec["paths"])
-    if kind in ("delimited", "json_lines"):
-        return read_records(
-            spec["path"], kind, spec["options"], start=spec["start"], end=spec["end"]
-        )
-    if kind == "parquet":
-        return read_records(spec["path"], kind, spec["options"], row_groups=spec["row_groups"])
-    if kind == "partition":
-        import pandas as pd
-
-        return pd.read_parquet(spec["path"])
-    if kind == "partition_files":
-        return load_partition_files(spec)
-    raise ValueError(
-        'spec["kind"] must be "files", "delimited", "json_lines", "parquet", "partition" or '
-        f'"partition_files"; got {kind!r}'
-    )
-
-
-def mini_batch_context(spec: dict[str, Any]) -> dict[str, Any]:
-    """``{"partition_key_value": {column: value}}`` for a partition mini-batch, else ``{}``."""
-    if "keys" in spec:
-        return {"partition_key_value": dict(spec["keys"])}
-    return {}
-
-
-def mini_batch_dataset(spec: dict[str, Any]) -> FileDataset | TabularDataset | None:
-    """``mini_batch_context.dataset``: a partition mini-batch's part of the input as a dataset
-    of its own (its files, or its rows); None for a mini-batch that is not a partition."""
-    kind = spec.get("kind")
-    if kind == "files" and "keys" in spec:
-        sources = [_file_source(path, spec.get("datastores", [])) for path in spec["paths"]]
-        definition = {"type": "file", "sources": sources, "partition_format": None,
-                      "transforms": []}  # fmt: skip
-        return FileDataset.from_spec(definition)
-    if kind == "partition":
-        return TabularDataset.Tabular.from_parquet_files(path=spec["path"], validate=False)
-    if kind != "partition_files":
-        return None
-    factory = {
-        "delimited": TabularDataset.Tabular.from_delimited_files,
-        "parquet": TabularDataset.Tabular.from_parquet_files,
-        "json_lines": TabularDataset.Tabular.from_json_lines_files,
-    }[spec["format"]]
-    definition = factory(path=list(spec["paths"]), validate=False).to_spec()
-    # The input's read options (column types, separator, storage) apply as they are.
-    options = dict(spec["options"])
-    definition["partition_format"] = options.pop("partition_format", None)
-    definition["options"] = options
-    return TabularDataset.from_spec(definition)
-
-
-def _file_source(path: str, datastores: list[dict[str, Any]]) -> dict[str, Any]:
-    """A dataset source for one file: on its blob datastore (credentials and all), or local."""
-    for datastore in datastores:
-        if path.startswith(datastore["root"] + "/"):
-            return {"datastore": datastore, "path": path[len(datastore["root"]) + 1 :]}
-    return {"path": path}
-
-
-def describe(spec: dict[str, Any]) -> str:
-    """A short human description of a mini-batch, for logs and error messages."""
-    kind = spec.get("kind")
-    if kind in ("files", "partition_files"):
-        paths = spec["paths"]
-        names = ", ".join(os.path.basename(p) for p in paths[:3])
-        more = ", …" if len(paths) > 3 else ""
-        keys = "".join(f"{k}={v!r}, " for k, v in spec.get("keys", {}).items())
-        return f"{keys}{len(paths)} file{'s' if len(paths) != 1 else ''}: {names}{more}"
-    if kind in ("delimited", "json_lines"):
-        return f"{os.path.basename(spec['path'])} bytes {spec['start']}–{spec['end']}"
-    if kind == "parquet" and spec["row_groups"] is None:
-        return f"{os.path.basename(spec['path'])} (unreadable Parquet file)"
-    if kind == "parquet":
-        groups = spec["row_groups"]
-        span = str(groups[0]) if len(groups) == 1 else f"{groups[0]}–{groups[-1]}"
-        return f"{os.path.basename(spec['path'])} row group{'s' if len(groups) > 1 else ''} {span}"
-    if kind == "partition":
-        return "partition " + ", ".join(f"{k}={v!r}" for k, v in spec["keys"].items())
-    return repr(spec)

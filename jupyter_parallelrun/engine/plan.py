@@ -182,7 +182,7 @@ def make_plan(
     from ..environment import check_environment
     from ..environment_check import worker_variables
     from ..pipeline import resolve_parameters
-    from .partition import parse_mini_batch_size
+    from .mini_batch import parse_mini_batch_size
 
     values = resolve_parameters(pipeline, pipeline_parameters)
     producers: dict[str, str] = {}

@@ -23,8 +23,8 @@ from .backends.base import Backend
 from .budget import Budget, StepCanceled, StepFailed
 from .commit import OutputUnwritable, StepCommitter
 from .logs import StepLogs
+from .mini_batch import MiniBatch, describe
 from .output import AppendRowWriter
-from .partition import MiniBatch, describe
 from .worker_processes import GarbledMessage, InFlight, Worker, WorkerProcesses, receive
 
 #: Why a worker whose connection closed is lost.

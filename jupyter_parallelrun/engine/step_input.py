@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .budget import StepFailed
-from .partition import describe, iter_mini_batches
+from .mini_batch import describe
+from .partition import iter_mini_batches
 
 if TYPE_CHECKING:
     from ..workspace import Workspace

@@ -56,7 +56,7 @@ class MiniBatchContext:
     def dataset(self) -> Any:
         """The mini-batch's part of the input as a dataset (a FileDataset of its files, or a
         TabularDataset of its rows) in a ``partition_keys`` job; None otherwise."""
-        from .partition import mini_batch_dataset
+        from ..dataset_partition import mini_batch_dataset
 
         return mini_batch_dataset(self._spec) if self._spec is not None else None
 
@@ -212,7 +212,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
 
     from .. import entry_script
     from .fetch import Inbox
-    from .partition import load_mini_batch, mini_batch_context
+    from .mini_batch import load_mini_batch, mini_batch_context
 
     source_dir = Path(spec["source_directory"])
     os.chdir(source_dir)

@@ -25,7 +25,7 @@ from .backends.base import Backend, WorkerHandle
 from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, printable, shorten
 from .listener import WorkerListener
 from .logs import StepLogs
-from .partition import MiniBatch
+from .mini_batch import MiniBatch
 
 #: Seconds between noticing that a worker process ended and declaring it lost (see find_lost).
 EXIT_GRACE = 0.3

@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from jupyter_parallelrun.dataset import Dataset, FileDataset, TabularDataset
-from jupyter_parallelrun.engine.partition import (
+from jupyter_parallelrun.dataset_partition import mini_batch_dataset
+from jupyter_parallelrun.engine.mini_batch import (
     MiniBatch,
     describe,
-    iter_mini_batches,
     load_mini_batch,
     mini_batch_context,
-    mini_batch_dataset,
     parse_mini_batch_size,
 )
+from jupyter_parallelrun.engine.partition import iter_mini_batches
 
 
 def csv_file(path: Path, first: int, count: int, header: bool = True) -> Path:
