@@ -79,9 +79,9 @@ class Experiment:
         tags : dict, optional
             Free-form tags stored with the run.
         """
-        from .engine.plan import make_plan
         from .engine.runner import start_runner
         from .pipeline import Pipeline
+        from .step_plan import make_plan
         from .store_lease import STARTUP_SECONDS, claim, lease_seconds
 
         if not isinstance(config, Pipeline):

@@ -44,6 +44,7 @@ API = {
     "pipeline_inputs",
     "run",
     "run_details",
+    "step_plan",
     "workspace",
 }
 #: What the user watches a run with: they only read the run store.
@@ -66,12 +67,6 @@ ENGINE_TO_API = {
     ("engine.backends.base", "environment"),
     ("engine.backends.dask", "environment"),
     ("engine.partition", "dataset"),
-    ("engine.plan", "compute"),
-    ("engine.plan", "dataset"),
-    ("engine.plan", "environment"),
-    ("engine.plan", "environment_check"),
-    ("engine.plan", "pipeline"),
-    ("engine.plan", "workspace"),
     ("engine.runner", "compute"),
     ("engine.runner", "workspace"),
     ("engine.step_input", "dataset"),
@@ -93,7 +88,6 @@ CIRCLES = [
         "engine.backends.base",
         "engine.backends.dask",
         "engine.backends.local",
-        "engine.plan",
         "engine.runner",
         "engine.scheduler",
         "engine.step_input",
@@ -103,6 +97,7 @@ CIRCLES = [
         "model",
         "pipeline",
         "run",
+        "step_plan",
         "workspace",
     ],
 ]

@@ -1,5 +1,7 @@
 """Turning a submitted Pipeline into a run plan, checking everything that can be checked first.
 
+API code: it reads the API's objects, and the engine gets only the plan it writes.
+
 ``make_plan`` runs in the notebook at ``submit()``: it resolves the pipeline parameters,
 re-validates every step's configuration with them, checks the entry scripts, the inputs and the
 environments, takes a snapshot of each step's source directory, and writes down everything the
@@ -16,11 +18,20 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..workspace import DATA_FOLDER, DEFAULT_DATASTORE
+from .blob_storage import check_container
+from .compute import ComputeTarget
+from .dataset import TabularDataset
+from .engine.mini_batch import parse_mini_batch_size
+from .engine.step_input import output_datastore
+from .environment import check_environment
+from .environment_check import worker_variables
+from .pipeline import resolve_parameters
+from .pipeline_inputs import DatasetConsumptionConfig, PipelineData, PipelineParameter
+from .workspace import DATA_FOLDER, DEFAULT_DATASTORE
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
-    from ..workspace import Workspace
+    from .pipeline import Pipeline
+    from .workspace import Workspace
 
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.pyc", ".ipynb_checkpoints", DATA_FOLDER
@@ -58,7 +69,6 @@ def check_entry_script(source_directory: str | None, entry_script: str) -> Path:
 
 def _dataset_of(item: Any, values: dict[str, Any]) -> Any:
     """The Dataset behind an input: a DatasetConsumptionConfig, a PipelineParameter, or itself."""
-    from ..pipeline import DatasetConsumptionConfig, PipelineParameter
 
     if isinstance(item, DatasetConsumptionConfig):
         item = item.dataset
@@ -70,7 +80,6 @@ def _dataset_of(item: Any, values: dict[str, Any]) -> Any:
 
 
 def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) -> dict[str, Any]:
-    from ..pipeline import DatasetConsumptionConfig, PipelineData
 
     name = getattr(item, "name", None)
     if isinstance(item, PipelineData):
@@ -90,7 +99,6 @@ def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) ->
 
 
 def _argument_plan(arg: Any, values: dict[str, Any], producers: dict[str, str]) -> Any:
-    from ..pipeline import DatasetConsumptionConfig, PipelineData, PipelineParameter
 
     if isinstance(arg, PipelineParameter) and not hasattr(
         values.get(arg.name, arg.default_value), "to_spec"
@@ -144,8 +152,6 @@ def check_blob_datastores(ws: Workspace, step: dict[str, Any], checked: set[str]
     """Check that every blob container a planned step reads or writes can be listed now, with
     its credentials, so that a wrong key, a missing container, an unreachable account or a
     missing adlfs is an error at submit() rather than in every worker."""
-    from ..blob_storage import check_container
-    from .step_input import output_datastore
 
     found: dict[str, dict] = {}
 
@@ -177,12 +183,6 @@ def make_plan(
     experiment: str,
 ) -> dict[str, Any]:
     """Validate a submission and describe it as a JSON-able plan for the runner."""
-    from ..compute import ComputeTarget
-    from ..dataset import TabularDataset
-    from ..environment import check_environment
-    from ..environment_check import worker_variables
-    from ..pipeline import resolve_parameters
-    from .mini_batch import parse_mini_batch_size
 
     values = resolve_parameters(pipeline, pipeline_parameters)
     producers: dict[str, str] = {}
