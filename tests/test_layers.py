@@ -80,6 +80,7 @@ ENGINE_TO_API = {
 INTO_ENGINE = {
     ("dask_compute", "engine.backends.dask"),
     ("dask_compute", "engine.runner"),
+    ("run", "engine.lease"),
     ("run", "engine.runner"),
     ("step_plan", "engine.mini_batch"),
     ("step_plan", "engine.step_input"),
