@@ -22,8 +22,10 @@ TARGET_SECONDS = 0.1
 
 def synthetic_run(ws: Any, errors: int, mini_batches: int, workers: int = 8) -> str:
     """A Running step run in ``ws``'s store with as many rows as a big run leaves; its
-    pipeline run's id. Its runner pid is this process, so it reads as alive."""
+    pipeline run's id. This process holds its lease for an hour, so it reads as alive."""
     import os
+
+    from jupyter_parallelrun.store_lease import claim
 
     t0 = time.time() - 3600
     run_id, step_id = "big_run", "big_step"
@@ -36,6 +38,8 @@ def synthetic_run(ws: Any, errors: int, mini_batches: int, workers: int = 8) -> 
         started=t0,
         runner_pid=os.getpid(),
     )
+    with store.transaction() as db:
+        claim(db, run_id, 3600)
     store.create_run(
         id=step_id,
         parent_id=run_id,
