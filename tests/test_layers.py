@@ -67,7 +67,6 @@ ENGINE_TO_API = {
     ("engine.backends.base", "environment"),
     ("engine.backends.dask", "environment"),
     ("engine.partition", "dataset"),
-    ("engine.runner", "compute"),
     ("engine.runner", "workspace"),
     ("engine.step_input", "dataset"),
     ("engine.step_input", "datastore"),

@@ -142,13 +142,15 @@ def _worker_environment(step: dict[str, Any], ws: Workspace, processes: int) -> 
 
 
 def _backend(ws: Workspace, step: dict[str, Any]) -> Backend:
-    """Where the step's workers run: its compute target's Dask cluster, or this machine."""
-    from ..compute import ComputeTarget
-
+    """Where the step's workers run: its compute target's Dask cluster (as registered in the
+    store now), or this machine."""
     config = step["config"]
     interpreter = ((config.get("environment") or {}).get("python") or {}).get("interpreter_path")
     name = config.get("compute_target")
-    compute = ComputeTarget(ws, name).to_spec() if name else {}
+    found = ws.store.lookup("compute", name) if name else (0, {})
+    if found is None:
+        raise StepFailed(f"compute target {name!r} is no longer registered in the workspace")
+    compute = found[1]
     if compute.get("type") == "DaskCompute":
         return DaskBackend(
             compute,
