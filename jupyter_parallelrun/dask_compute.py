@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from .compute import ComputeTarget, check_name
 from .config_checks import check_int
+from .dask_processes import stop_processes
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
 #: Seconds to wait for a cluster started by ComputeTarget.create() to come up.
 START_TIMEOUT = 120
-#: Seconds ``delete()`` lets the cluster's processes end on SIGTERM before killing them.
-STOP_TIMEOUT = 10
 
 
 def _scheduler_address(address: Any) -> str:
@@ -232,14 +229,14 @@ class DaskCompute(ComputeTarget):
             }
             _wait_for_workers(spec, settings["n_workers"], folder)
         except BaseException:
-            _stop([p.pid for p in started])
+            stop_processes([p.pid for p in started])
             raise
         return spec
 
     def _release(self) -> None:
         cluster = self._spec.get("cluster")
         if cluster:  # started by create(); an attached cluster is not ours to stop
-            _stop(cluster["pids"])
+            stop_processes(cluster["pids"])
 
     @property
     def address(self) -> str:
@@ -350,48 +347,3 @@ def _wait_for_workers(spec: dict[str, Any], count: int, folder: Path) -> None:
         ) from None
     finally:
         client.close()
-
-
-def _ours(pid: int) -> bool:
-    """Whether ``pid`` is still a Dask process this module started (pids get reused)."""
-    from .engine.runner import runner_alive
-
-    for _ in range(5):
-        if not runner_alive(pid):
-            return False
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                text = cmdline.read()
-        except FileNotFoundError:
-            return False
-        except OSError:  # no /proc here: the process exists, trust the record
-            return True
-        if text:
-            return b"distributed.cli.dask_" in text
-        time.sleep(0.01)  # read back empty while the process forks: ask again
-    return True
-
-
-def _stop(pids: list[int]) -> None:
-    """End the process groups of a cluster's processes: SIGTERM, then SIGKILL.
-
-    Each was started in a session of its own, so its group also holds what it started (a
-    nanny's worker); whatever of a group outlives its leader is killed at the end.
-    """
-    from .engine.runner import runner_alive
-
-    groups = [pid for pid in pids if _ours(pid)]
-    alive = groups
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-        deadline = time.time() + STOP_TIMEOUT
-        while alive and time.time() < deadline:
-            time.sleep(0.1)
-            alive = [pid for pid in alive if runner_alive(pid)]
-        if not alive:
-            break
-    for pid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)

@@ -29,6 +29,7 @@ API = {
     "config",
     "config_checks",
     "dask_compute",
+    "dask_processes",
     "dataset",
     "dataset_factory",
     "dataset_partition",
@@ -78,7 +79,6 @@ ENGINE_TO_API = {
 #: starts the runner; the rest reach into engine internals, and are still to be moved.
 INTO_ENGINE = {
     ("dask_compute", "engine.backends.dask"),
-    ("dask_compute", "engine.runner"),
     ("run", "engine.lease"),
     ("run", "engine.runner"),
     ("step_plan", "engine.mini_batch"),

@@ -10,7 +10,6 @@ run store, where any notebook or terminal can watch it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -93,30 +92,6 @@ def start_runner(ws: Workspace, run_id: str, token: str) -> int:
             release(db, run_id)
         raise
     return process.pid
-
-
-def runner_alive(pid: int) -> bool:
-    """Whether process ``pid`` (a runner) still exists on this machine; a zombie does not.
-
-    Only existence is checked: ``/proc/<pid>/cmdline`` reads back empty now and then for a
-    live process that is busy forking its workers, so it cannot tell runners apart.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc here: ask the kernel whether the pid exists at all
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    if state == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
 
 
 def _worker_variables(step: dict[str, Any], ws: Workspace) -> dict[str, str]:
