@@ -94,14 +94,20 @@ def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.
     ws = Workspace.create("profile", path=workspace_folder("profile"))
     experiment, pipeline = _step(ws, files)
     started_runner, local = runner.start_runner, runner.LocalBackend
-    runner.start_runner = lambda ws, run_id: os.getpid()  # the runner runs here, below
+    tokens: list[str] = []  # the claim submit() makes for the runner, taken below
+    runner.start_runner = lambda ws, run_id, token: tokens.append(token) or os.getpid()
     runner.LocalBackend = _profiled_backend(folder)
     try:
         run = experiment.submit(pipeline)
         profile = cProfile.Profile(time.thread_time)
         began = time.perf_counter()
         profile.enable()
-        runner.run_pipeline(ws, run.id)
+        lease = runner.RunnerLease(ws.store, run.id, tokens[0])
+        lease.take()
+        try:
+            runner.run_pipeline(ws, run.id, lease)
+        finally:
+            lease.stop()
         profile.disable()
         wall = time.perf_counter() - began
     finally:
