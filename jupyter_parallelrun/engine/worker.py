@@ -33,6 +33,7 @@ from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
 
+from . import watchdog
 from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, shorten
 from .rows import format_rows, result_rows
 
@@ -147,7 +148,8 @@ def _end_with_parent(parent_pid: int | None) -> None:
     holding the GIL (a long builtin call, a stuck extension) keeps it from ever noticing. Linux's
     parent-death signal needs no thread. It fires when the thread that started this process
     ends, which for the runner is its main thread, so only when the runner ends.
-    ``parent_pid`` is given by backends whose workers are the runner's own children.
+    ``parent_pid`` is given by backends whose workers are the runner's own children (the others
+    get a watchdog, see watchdog.py).
     """
     if parent_pid is None or not sys.platform.startswith("linux"):
         return
@@ -197,6 +199,9 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
     """Run one worker process until the runner says stop (the body of every backend's worker)."""
     _end_with_parent(spec.get("parent_pid"))
     channel = _Channel(address, authkey)
+    # A worker that is not the runner's child gets no parent-death signal: a watchdog process
+    # kills it when the runner's side of the connection closes, even while run() holds the GIL.
+    guard = watchdog.start(channel.conn.fileno()) if spec.get("parent_pid") is None else None
     channel.send(("hello", name, os.getpid(), spec["incarnation"]))
     # Beating starts at once: the imports below take seconds on a loaded machine, and a
     # worker silent that long while starting is taken for a frozen one.
@@ -236,6 +241,9 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         wants_context = len(inspect.signature(run).parameters) >= 2
     except BaseException as error:  # noqa: BLE001 - any failure of user code is reported
         traceback.print_exc()
+        # The runner closes the connection on this message: the watchdog must not take that
+        # for the runner's death and kill a process that is ending on its own.
+        watchdog.stop(guard)
         channel.send(("init_failed", *_error_text(error, log_name)))
         stop.set()
         return
@@ -296,6 +304,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
             traceback.print_exc()
     sys.stdout.flush()
     sys.stderr.flush()
+    watchdog.stop(guard)  # as before "init_failed": the runner closes the connection on "bye"
     channel.send(("bye",))
 
 

@@ -5,8 +5,8 @@ Each worker process is hosted by a long-running Dask task pinned to its node's D
 decides what runs again). The task starts ``python -c _CHILD`` as a subprocess, which connects
 back to the runner like any other worker, and waits for it. The subprocess dies with the Dask
 worker that started it (Linux ``PR_SET_PDEATHSIG``), so a Dask worker that is killed takes its
-worker processes along and the runner sees their connections drop. A node whose Dask worker
-has left the cluster moves to a live one when its next process starts.
+worker processes along and the runner sees their connections drop; a watchdog kills one whose
+runner died (engine/watchdog.py). A node whose Dask worker left moves with its next process.
 
 The cluster must share the workspace folder with this machine (snapshot, models, logs) and
 reach the runner over TCP; :func:`check_cluster` verifies both, and the environment, on every
