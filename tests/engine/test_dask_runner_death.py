@@ -136,6 +136,10 @@ def test_a_normal_dask_run_leaves_no_watchdog(ws, write_script, files, cluster, 
     assert_guarantee(run, [f"item_{i:03d}.txt" for i in range(8)])
     details = run.get_details()["workers"]
     workers = {w["pid"] for w in details if w["pid"]}
-    assert {pid for pid, _ in _calls(tmp_path)} <= workers
-    assert {w["exitCode"] for w in details if w["pid"]} == {0}
+    busy = {pid for pid, _ in _calls(tmp_path)}
+    assert busy <= workers
+    # A process still starting when the work ran out is stopped by the runner (exit -9, as on
+    # a loaded machine); every process that ran mini-batches ended by itself, not by its
+    # watchdog mistaking the runner's goodbye for its death.
+    assert {w["exitCode"] for w in details if w["pid"] in busy} == {0}
     _wait(lambda: not _watchdogs(workers), "a watchdog outlived its worker", 10)
