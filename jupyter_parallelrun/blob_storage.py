@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .storage import GLOB_CHARS
+from .storage import GLOB_CHARS, filesystem_for, require_adlfs
 
 #: The suffix of Azure's public cloud, as Azure's ``endpoint`` default.
 AZURE_ENDPOINT = "core.windows.net"
@@ -67,18 +67,6 @@ def connection_string(
     elif sas_token:
         parts.append(f"SharedAccessSignature={sas_token.lstrip('?')}")
     return ";".join(parts)
-
-
-def require_adlfs(name: str) -> None:
-    """Raise ImportError, saying what to install, when adlfs cannot be imported."""
-    try:
-        import adlfs  # noqa: F401
-    except ImportError:
-        raise ImportError(
-            f"datastore {name!r} is an Azure blob container, read through fsspec's 'az' "
-            "protocol, which needs the adlfs package: pip install adlfs "
-            "(or pip install 'jupyter_parallelrun[blob]')"
-        ) from None
 
 
 def check_container(name: str, spec: dict[str, Any], timeout: float = CHECK_TIMEOUT) -> None:
@@ -175,8 +163,6 @@ def fetch_files(urls: Sequence[str], folder: str, storage: dict[str, dict] | Non
     A file is written under a temporary name and renamed, so a local path that exists is a
     whole copy. Local paths in ``urls`` are returned as they are.
     """
-    from .storage import filesystem_for
-
     local = [
         url if "://" not in url else os.path.join(folder, url.split("://", 1)[1]) for url in urls
     ]

@@ -180,10 +180,21 @@ def filesystem(protocol: str, options: dict[str, Any], name: str) -> fsspec.Abst
     import fsspec
 
     if protocol == "az":
-        from .blob_storage import require_adlfs
-
         require_adlfs(name)
     return fsspec.filesystem(protocol, **options)
+
+
+def require_adlfs(name: str) -> None:
+    """Raise ImportError, saying what to install, when adlfs (fsspec's ``az`` protocol, the
+    one blob datastores are read through) cannot be imported."""
+    try:
+        import adlfs  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            f"datastore {name!r} is an Azure blob container, read through fsspec's 'az' "
+            "protocol, which needs the adlfs package: pip install adlfs "
+            "(or pip install 'jupyter_parallelrun[blob]')"
+        ) from None
 
 
 def open_file(path: str, storage: dict[str, dict] | None = None):

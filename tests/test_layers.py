@@ -88,7 +88,6 @@ INTO_ENGINE = {
 VIEWS_TO_OTHERS = {("progress", "datastore")}
 #: The import circles, each as its sorted modules.
 CIRCLES = [
-    ["blob_storage", "storage"],
     ["dataset", "dataset_factory", "dataset_partition", "pipeline_inputs"],
     [
         "compute",
