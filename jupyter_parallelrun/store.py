@@ -9,15 +9,15 @@ runner can write while any number of readers watch.
 Writers batch their changes: the runner commits the state of many mini-batches, the workers'
 heartbeats and the errors of one scheduling round in a single transaction. A writer that finds
 the store locked by another connection waits for it (SQLite's busy timeout, then retries with
-backoff) rather than failing. One runner at a time owns a pipeline run: it holds the run's lease
-in the ``leases`` table (see ``store_lease``), and :meth:`RunStore.owner` tells any reader who.
+backoff) rather than failing; the schema and that waiting are ``store_database``'s. One runner
+at a time owns a pipeline run: it holds the run's lease in the ``leases`` table (see
+``store_lease``), and :meth:`RunStore.owner` tells any reader who.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -27,93 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import fold_metrics
+from .store_database import BUSY_SECONDS_ENV, StoreBusy, begin, connect, create_schema, owner_only
 from .store_lease import RunOwner
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS registry (
-    kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
-    spec TEXT NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (kind, name, version)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, parent_id TEXT, experiment TEXT NOT NULL, name TEXT,
-    kind TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
-    started REAL, ended REAL, spec TEXT, tags TEXT, error TEXT, runner_pid INTEGER,
-    reused_from TEXT, fingerprint TEXT, definition TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    items_total INTEGER, items_done INTEGER NOT NULL DEFAULT 0,
-    items_failed INTEGER NOT NULL DEFAULT 0, mb_total INTEGER,
-    mb_done INTEGER NOT NULL DEFAULT 0, mb_failed INTEGER NOT NULL DEFAULT 0,
-    retries INTEGER NOT NULL DEFAULT 0, output_bytes INTEGER NOT NULL DEFAULT 0,
-    mb_held INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id);
-CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, created);
-CREATE TABLE IF NOT EXISTS mini_batches (
-    run_id TEXT NOT NULL, mb_id INTEGER NOT NULL, spec TEXT, n_items INTEGER,
-    status TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0, worker TEXT,
-    started REAL, ended REAL, succeeded INTEGER, failed INTEGER, error TEXT,
-    output_end INTEGER,
-    PRIMARY KEY (run_id, mb_id)
-);
-CREATE TABLE IF NOT EXISTS workers (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, node_id INTEGER NOT NULL, pid INTEGER,
-    state TEXT NOT NULL, current_mb INTEGER, done INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0, retries INTEGER NOT NULL DEFAULT 0,
-    restarts INTEGER NOT NULL DEFAULT 0, heartbeat REAL, rss INTEGER, cpu REAL,
-    started REAL, ended REAL, exit_code INTEGER, error TEXT, host TEXT,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE IF NOT EXISTS errors (
-    run_id TEXT NOT NULL, mb_id INTEGER, try INTEGER, item TEXT, worker TEXT,
-    exception TEXT, traceback TEXT, time REAL NOT NULL, pid INTEGER, exit_code INTEGER
-);
-CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
-    description TEXT, worker TEXT, time REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id);
--- RunDetails groups a run's errors by their text on every change: from this index alone, not
--- from rows that carry long tracebacks.
-CREATE INDEX IF NOT EXISTS errors_by_exception ON errors (run_id, exception, time, mb_id);
-CREATE TABLE IF NOT EXISTS leases (
-    run_id TEXT PRIMARY KEY, token TEXT NOT NULL, epoch INTEGER NOT NULL, host TEXT,
-    pid INTEGER, since REAL NOT NULL, renewed REAL NOT NULL, expires REAL NOT NULL,
-    released REAL
-);
-"""
-
-#: Columns added to the schema since workspaces were first made: a workspace folder outlives
-#: upgrades of the package (the demo reuses its folder), so older stores gain them when opened.
-_ADDED_COLUMNS = (
-    ("runs", "definition TEXT"),
-    ("workers", "host TEXT"),
-    ("errors", "pid INTEGER"),
-    ("errors", "exit_code INTEGER"),
-    ("runs", "mb_held INTEGER NOT NULL DEFAULT 0"),
-)
+#: The names other modules take from here; the store's database file is ``store_database``'s.
+__all__ = ["BUSY_SECONDS_ENV", "FINAL_STATUSES", "RunStore", "StoreBusy"]
 
 #: The statuses a run ends in, as Azure ML names them.
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
 
 _JSON_COLUMNS = {"spec", "tags"}
-
-
-#: How long a writer keeps trying to take a store locked by another connection (seconds; the
-#: environment variable overrides it), and how long one try waits (SQLite's busy timeout).
-BUSY_SECONDS_ENV = "JUPYTER_PARALLELRUN_STORE_BUSY_SECONDS"
-BUSY_SECONDS = 120.0
-BUSY_TRY_SECONDS = 5.0
-
-
-class StoreBusy(sqlite3.OperationalError):
-    """The store stayed locked by another connection for longer than a writer waits."""
-
-
-def busy_seconds() -> float:
-    value = os.environ.get(BUSY_SECONDS_ENV)
-    return BUSY_SECONDS if not value else float(value)
 
 
 def _encode(column: str, value: Any) -> Any:
@@ -128,26 +51,6 @@ def _decode_row(row: sqlite3.Row) -> dict[str, Any]:
     return record
 
 
-def _owner_only(path: Path) -> None:
-    """Make the database readable by its owner only, before SQLite first opens it.
-
-    It holds the credentials of registered datastores (account keys, SAS tokens). A new file is
-    created 0600; an existing one, and its WAL and shared-memory files, are tightened to 0600
-    (SQLite gives the files it creates beside the database the database's own mode). A user
-    who can open but does not own the store leaves the mode to its owner.
-
-    An existing database is never opened here: closing any descriptor of it would drop every
-    SQLite lock this process holds on it (POSIX locks belong to the process, not the descriptor).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            if file.stat().st_mode & 0o077:
-                os.chmod(file, 0o600)
-
-
 class RunStore:
     """Access to one workspace's ``store.sqlite``; safe to share between threads.
 
@@ -160,29 +63,16 @@ class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        _owner_only(self.path)
+        owner_only(self.path)
         #: Set by the runner that owns a run: called in every transaction, right after the
         #: write lock is taken; it raises when the runner no longer holds its lease.
         self.fence: Callable[[sqlite3.Connection], None] | None = None
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            for table, column in _ADDED_COLUMNS:
-                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
-                if column.split()[0] not in present:
-                    with contextlib.suppress(sqlite3.OperationalError):  # another process was first
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-            self._run_columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+        self._run_columns = create_schema(self._connect())
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            timeout = min(BUSY_TRY_SECONDS, busy_seconds())
-            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
+            db = self._local.db = connect(self.path)
         return db
 
     @contextmanager
@@ -197,7 +87,7 @@ class RunStore:
         the output file) cannot interleave with the next owner's writes.
         """
         db = self._connect()
-        self._begin(db)
+        begin(db, self.path)
         try:
             if self.fence is not None:
                 self.fence(db)
@@ -209,24 +99,6 @@ class RunStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-
-    def _begin(self, db: sqlite3.Connection) -> None:
-        budget = busy_seconds()
-        deadline, pause = time.monotonic() + budget, 0.05
-        while True:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) and "busy" not in str(error):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StoreBusy(
-                        f"the run store {self.path} stayed locked by another connection for "
-                        f"{budget:g}s ({BUSY_SECONDS_ENV} sets how long writers wait)"
-                    ) from error
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, 2.0)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -55,6 +55,7 @@ VIEWS = {"widget", "progress", "follow"}
 SHARED = {
     "store",
     "store_lease",
+    "store_database",
     "metrics",
     "storage",
     "blob_storage",
