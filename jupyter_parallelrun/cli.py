@@ -18,6 +18,7 @@ from typing import Any
 from .command_line import CONFIG_FLAGS, UsageError, parse, step_name
 from .follow import follow
 from .progress import summary_text
+from .settings import PARSERS, from_text
 from .store import FINAL_STATUSES
 
 
@@ -59,9 +60,11 @@ def resolve_input(text: str, ws: Any, tabular: bool, namespace: dict | None = No
 
 
 def config_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ParallelRunConfig keywords given as flags."""
+    """The ParallelRunConfig keywords given as flags, each flag's text read as its setting's
+    grammar reads text (``"3"`` as 3 for ``node_count``, ``"5"`` kept for mini_batch_size)."""
     options = {dest: getattr(args, dest) for _, dest, _, _ in CONFIG_FLAGS}
     options = {k: v for k, v in options.items() if v is not None}
+    options = {k: from_text(k, v) if k in PARSERS else v for k, v in options.items()}
     if args.partition_keys:
         options["partition_keys"] = [k.strip() for k in args.partition_keys.split(",")]
     return options

@@ -12,69 +12,85 @@ import shlex
 import sys
 from typing import Any
 
-from .config import DEFAULT_APPEND_ROW_FILE_NAME
+from .settings import Settings
 
 VERBS = ("submit", "runs", "show", "logs", "cancel", "resume", "resubmit")
+_DEFAULT = Settings()
 
 #: ParallelRunConfig options, as flags: (flag, keyword, type, help). Left out, a flag takes
-#: ParallelRunConfig's default on submit and the earlier run's value on resubmit.
+#: ParallelRunConfig's default on submit and the earlier run's value on resubmit. A value is
+#: taken as text and read by the setting's own grammar (``settings.from_text``), so a wrong
+#: one is refused with the message ParallelRunConfig gives, not argparse's own.
 CONFIG_FLAGS = (
     (
         "--mini-batch-size",
         "mini_batch_size",
         str,
-        "files per mini-batch, or bytes per mini-batch of a table: 1024, 100KB, 10MB "
+        "files per mini-batch, or bytes per mini-batch of a table: 1024, 100KB, 10MB, 1GB "
         "(default: 10 files; 1MB of a table)",
     ),
     (
         "--error-threshold",
         "error_threshold",
-        int,
-        "failed input items tolerated over the whole run; -1 tolerates any (default: -1)",
+        str,
+        "failed input items tolerated over the whole run; -1 tolerates any "
+        f"(default: {_DEFAULT.error_threshold})",
     ),
     (
         "--allowed-failed-count",
         "allowed_failed_count",
-        int,
+        str,
         "failed mini-batches tolerated (default: no limit)",
     ),
     (
         "--allowed-failed-percent",
         "allowed_failed_percent",
-        float,
+        str,
         "failed mini-batches tolerated, in percent of all (default: no limit)",
     ),
     (
         "--output-action",
         "output_action",
         str,
-        "append_row (run()'s rows go to one file) or summary_only (default: append_row)",
+        "append_row (run()'s rows go to one file) or summary_only "
+        f"(default: {_DEFAULT.output_action})",
     ),
     (
         "--append-row-file-name",
         "append_row_file_name",
         str,
-        f"the append_row file's name (default: {DEFAULT_APPEND_ROW_FILE_NAME})",
+        f"the append_row file's name (default: {_DEFAULT.append_row_file_name})",
     ),
-    ("--node-count", "node_count", int, "nodes of the compute target (default: 1)"),
+    (
+        "--node-count",
+        "node_count",
+        str,
+        f"nodes of the compute target (default: {_DEFAULT.node_count})",
+    ),
     (
         "--process-count-per-node",
         "process_count_per_node",
-        int,
-        "worker processes per node (default: 1)",
+        str,
+        f"worker processes per node (default: {_DEFAULT.process_count_per_node})",
     ),
     (
         "--run-invocation-timeout",
         "run_invocation_timeout",
-        float,
-        "seconds one run() call may take before its try fails (default: 60)",
+        str,
+        "seconds one run() call may take before its try fails "
+        f"(default: {_DEFAULT.run_invocation_timeout})",
     ),
-    ("--run-max-try", "run_max_try", int, "tries of one mini-batch (default: 3)"),
+    (
+        "--run-max-try",
+        "run_max_try",
+        str,
+        f"tries of one mini-batch (default: {_DEFAULT.run_max_try})",
+    ),
     (
         "--logging-level",
         "logging_level",
         str,
-        "the workers' log level: WARNING, INFO or DEBUG (default: INFO)",
+        f"the workers' log level: WARNING, INFO or DEBUG (default: {_DEFAULT.logging_level})",
     ),
     (
         "--compute",

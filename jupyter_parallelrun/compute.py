@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .config_checks import check_int
+from .settings import check_int
 
 if TYPE_CHECKING:
     from .workspace import Workspace

@@ -2,73 +2,58 @@
 
 Every setting is checked when the config is made. Settings given as a PipelineParameter are
 checked through the parameter's default, then again by :meth:`ParallelRunConfig.resolved` with
-the values of a submission, through the same small validators (:mod:`.config_checks`) and
-with the same messages.
+the values of a submission. Every check is a setting's one parser in :mod:`.settings`, which
+the command line, the magics and the engine use too, so all of them say the same.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .compute import ComputeTarget, check_node_count
-from .config_checks import (
-    check_choice,
-    check_entry_script,
-    check_file_name,
-    check_int,
-    check_mini_batch_size,
-    check_number,
-    check_optional,
-    check_percent,
-    check_str_dict,
-    check_str_list,
-)
 from .environment import Environment
 from .pipeline import PipelineParameter
+from .settings import (
+    DEFAULT_ERROR_THRESHOLD,
+    DEFAULT_FIRST_TASK_CREATION_TIMEOUT,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_LOGGING_LEVEL,
+    DEFAULT_NODE_COUNT,
+    DEFAULT_OUTPUT_ACTION,
+    DEFAULT_RESOURCE_MONITOR_INTERVAL,
+    DEFAULT_RUN_INVOCATION_TIMEOUT,
+    DEFAULT_RUN_MAX_TRY,
+    check_entry_script,
+    check_together,
+    from_text,
+    parse,
+)
 
-OUTPUT_ACTIONS = ("append_row", "summary_only")
-LOGGING_LEVELS = ("WARNING", "INFO", "DEBUG", "ERROR", "CRITICAL")
-DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"
-#: Workers beat every heartbeat_timeout / 4 seconds (at most 5) and the runner looks every
-#: 50 ms; below a second a worker busy starting or a loaded machine reads as a dead worker.
-MIN_HEARTBEAT_TIMEOUT = 1
-
-
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "mini_batch_size": check_mini_batch_size,
-    "node_count": lambda n, v: check_int(n, v, 1),
-    "process_count_per_node": lambda n, v: check_int(n, v, 1),
-    "logging_level": lambda n, v: check_choice(n, v, LOGGING_LEVELS, upper=True),
-    "run_invocation_timeout": lambda n, v: check_number(n, v, 0, inclusive=False),
-    "run_max_try": lambda n, v: check_int(n, v, 1),
-}
-
-
-def _from_text(field: str, value: Any) -> Any:
-    """A parameter value given as text (the command line gives text) as the number it spells."""
-    if not isinstance(value, str) or field in ("mini_batch_size", "logging_level"):
-        return value
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            continue
-    return value
+#: The settings a PipelineParameter may give: checked through its default, and again with
+#: the value of each submission.
+PARAMETERISED = (
+    "mini_batch_size",
+    "node_count",
+    "process_count_per_node",
+    "logging_level",
+    "run_invocation_timeout",
+    "run_max_try",
+)
 
 
 def _check_field(field: str, value: Any) -> Any:
     """A parameterisable setting; a PipelineParameter is checked through its default."""
     if isinstance(value, PipelineParameter):
         try:
-            _CHECKS[field](field, _from_text(field, value.default_value))
+            parse(field, from_text(field, value.default_value))
         except (TypeError, ValueError) as error:
             raise type(error)(
                 f"{error} (default_value of PipelineParameter {value.name!r})"
             ) from None
         return value
-    return _CHECKS[field](field, value)
+    return parse(field, value)
 
 
 def _merge(v1_name: str, v1_value: Any, v1_default: Any, v2_name: str, v2_value: Any) -> Any:
@@ -180,17 +165,17 @@ class ParallelRunConfig:
         self,
         environment: Environment | None = None,
         entry_script: str | None = None,
-        error_threshold: int = -1,
-        output_action: str = "append_row",
+        error_threshold: int = DEFAULT_ERROR_THRESHOLD,
+        output_action: str = DEFAULT_OUTPUT_ACTION,
         compute_target: ComputeTarget | str | None = None,
-        node_count: int | PipelineParameter = 1,
+        node_count: int | PipelineParameter = DEFAULT_NODE_COUNT,
         process_count_per_node: int | PipelineParameter | None = None,
         mini_batch_size: int | str | PipelineParameter | None = None,
         source_directory: str | os.PathLike | None = None,
         description: str | None = None,
-        logging_level: str | PipelineParameter = "INFO",
-        run_invocation_timeout: float | PipelineParameter = 60,
-        run_max_try: int | PipelineParameter = 3,
+        logging_level: str | PipelineParameter = DEFAULT_LOGGING_LEVEL,
+        run_invocation_timeout: float | PipelineParameter = DEFAULT_RUN_INVOCATION_TIMEOUT,
+        run_max_try: int | PipelineParameter = DEFAULT_RUN_MAX_TRY,
         append_row_file_name: str | None = None,
         allowed_failed_count: int | None = None,
         allowed_failed_percent: float | None = None,
@@ -202,10 +187,10 @@ class ParallelRunConfig:
         instance_count: int | PipelineParameter | None = None,
         retry_settings: Any = None,
         progress_update_timeout: float | None = None,
-        first_task_creation_timeout: float | None = 600,
+        first_task_creation_timeout: float | None = DEFAULT_FIRST_TASK_CREATION_TIMEOUT,
         task_overhead_timeout: float | None = None,
-        resource_monitor_interval: float = 5,
-        heartbeat_timeout: float = 60,
+        resource_monitor_interval: float = DEFAULT_RESOURCE_MONITOR_INTERVAL,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         preserve_order: bool = False,
     ) -> None:
         if environment is not None and not isinstance(environment, Environment):
@@ -229,12 +214,11 @@ class ParallelRunConfig:
         self._source_path = None if source_directory is None else os.path.abspath(source_directory)
         self.entry_script = check_entry_script("entry_script", entry_script, source_directory)
         self.description = description
-        self.error_threshold = check_int("error_threshold", error_threshold, -1)
-        self.output_action = check_choice(
-            "output_action", output_action, OUTPUT_ACTIONS, upper=False
-        )
+        self.error_threshold = parse("error_threshold", error_threshold)
+        self.output_action = parse("output_action", output_action)
         self.node_count = _check_field(
-            "node_count", _merge("node_count", node_count, 1, "instance_count", instance_count)
+            "node_count",
+            _merge("node_count", node_count, DEFAULT_NODE_COUNT, "instance_count", instance_count),
         )
         if isinstance(compute_target, ComputeTarget) and not isinstance(
             self.node_count, PipelineParameter
@@ -242,31 +226,34 @@ class ParallelRunConfig:
             # A target given by name, or a node_count given as a parameter, is checked at
             # submit(), where the target is looked up and the parameter has its value.
             check_node_count(compute_target.to_spec(), self.node_count)
-        process_count_per_node = _merge(
-            "process_count_per_node",
-            process_count_per_node,
-            None,
-            "max_concurrency_per_instance",
-            max_concurrency_per_instance,
-        )
         self.process_count_per_node = _check_field(
             "process_count_per_node",
-            1 if process_count_per_node is None else process_count_per_node,
+            _merge(
+                "process_count_per_node",
+                process_count_per_node,
+                None,
+                "max_concurrency_per_instance",
+                max_concurrency_per_instance,
+            ),
         )
         self.mini_batch_size = _check_field("mini_batch_size", mini_batch_size)
         self.logging_level = _check_field("logging_level", logging_level)
         self.run_invocation_timeout = _check_field(
             "run_invocation_timeout",
-            _merge("run_invocation_timeout", run_invocation_timeout, 60, "retry_settings", timeout),
+            _merge(
+                "run_invocation_timeout",
+                run_invocation_timeout,
+                DEFAULT_RUN_INVOCATION_TIMEOUT,
+                "retry_settings",
+                timeout,
+            ),
         )
         self.run_max_try = _check_field(
-            "run_max_try", _merge("run_max_try", run_max_try, 3, "retry_settings", max_retries)
+            "run_max_try",
+            _merge("run_max_try", run_max_try, DEFAULT_RUN_MAX_TRY, "retry_settings", max_retries),
         )
-        self.append_row_file_name = check_file_name(
-            "append_row_file_name", append_row_file_name or DEFAULT_APPEND_ROW_FILE_NAME
-        )
-        self.allowed_failed_count = check_optional(
-            check_int,
+        self.append_row_file_name = parse("append_row_file_name", append_row_file_name)
+        self.allowed_failed_count = parse(
             "allowed_failed_count",
             _merge(
                 "allowed_failed_count",
@@ -275,42 +262,21 @@ class ParallelRunConfig:
                 "mini_batch_error_threshold",
                 mini_batch_error_threshold,
             ),
-            -1,
         )
-        self.allowed_failed_percent = check_optional(
-            check_percent, "allowed_failed_percent", allowed_failed_percent
+        self.allowed_failed_percent = parse("allowed_failed_percent", allowed_failed_percent)
+        self.partition_keys = parse("partition_keys", partition_keys)
+        self.environment_variables = parse("environment_variables", environment_variables)
+        self.progress_update_timeout = parse("progress_update_timeout", progress_update_timeout)
+        self.first_task_creation_timeout = parse(
+            "first_task_creation_timeout", first_task_creation_timeout
         )
-        self.partition_keys = check_optional(check_str_list, "partition_keys", partition_keys)
-        self.environment_variables = check_str_dict(
-            "environment_variables", environment_variables or {}
+        self.task_overhead_timeout = parse("task_overhead_timeout", task_overhead_timeout)
+        self.resource_monitor_interval = parse(
+            "resource_monitor_interval", resource_monitor_interval
         )
-        self.progress_update_timeout = check_optional(
-            check_number, "progress_update_timeout", progress_update_timeout, 0, inclusive=False
-        )
-        self.first_task_creation_timeout = check_optional(
-            check_number,
-            "first_task_creation_timeout",
-            first_task_creation_timeout,
-            0,
-            inclusive=False,
-        )
-        self.task_overhead_timeout = check_optional(
-            check_number, "task_overhead_timeout", task_overhead_timeout, 0, inclusive=False
-        )
-        self.resource_monitor_interval = check_number(
-            "resource_monitor_interval", resource_monitor_interval, 0, inclusive=True
-        )
-        self.heartbeat_timeout = check_number(
-            "heartbeat_timeout", heartbeat_timeout, MIN_HEARTBEAT_TIMEOUT, inclusive=True
-        )
-        if not isinstance(preserve_order, bool):
-            raise TypeError(f"preserve_order must be True or False; got {preserve_order!r}")
-        if preserve_order and self.output_action != "append_row":
-            raise ValueError(
-                "preserve_order=True orders the append_row file's rows, so it needs "
-                f"output_action='append_row'; got output_action={self.output_action!r}"
-            )
-        self.preserve_order = preserve_order
+        self.heartbeat_timeout = parse("heartbeat_timeout", heartbeat_timeout)
+        self.preserve_order = parse("preserve_order", preserve_order)
+        check_together(self.output_action, self.preserve_order)
 
     # SDK v2 names of the same settings.
     max_concurrency_per_instance = property(lambda self: self.process_count_per_node)
@@ -319,7 +285,7 @@ class ParallelRunConfig:
 
     def pipeline_parameters(self) -> list[PipelineParameter]:
         """The PipelineParameters among the settings."""
-        values = (getattr(self, field) for field in _CHECKS)
+        values = (getattr(self, field) for field in PARAMETERISED)
         return [value for value in values if isinstance(value, PipelineParameter)]
 
     def resolved(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -338,13 +304,13 @@ class ParallelRunConfig:
             ``source_directory`` as an absolute path (or None).
         """
         settings: dict[str, Any] = {}
-        for field in _CHECKS:
+        for field in PARAMETERISED:
             value = getattr(self, field)
             if isinstance(value, PipelineParameter):
                 parameter = value
-                value = _from_text(field, values.get(parameter.name, parameter.default_value))
+                value = from_text(field, values.get(parameter.name, parameter.default_value))
                 try:
-                    value = _CHECKS[field](field, value)
+                    value = parse(field, value)
                 except (TypeError, ValueError) as error:
                     raise type(error)(
                         f"{error} (the value of pipeline parameter {parameter.name!r})"

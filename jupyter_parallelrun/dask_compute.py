@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .compute import ComputeTarget, check_name
-from .config_checks import check_int
 from .dask_processes import stop_processes
+from .settings import check_int
 
 if TYPE_CHECKING:
     from .workspace import Workspace

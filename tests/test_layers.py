@@ -27,7 +27,6 @@ API = {
     "compute",
     "conda_dependencies",
     "config",
-    "config_checks",
     "dask_compute",
     "dask_processes",
     "dataset",
@@ -62,6 +61,7 @@ SHARED = {
     "records",
     "column_types",
     "entry_script",
+    "settings",
 }
 
 #: (importer, imported) pairs from engine/ into the API, still to be moved.
