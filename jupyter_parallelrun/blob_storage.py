@@ -10,6 +10,7 @@ store: never on a command line, never in a message shown to the user.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ from .storage import GLOB_CHARS, filesystem_for, require_adlfs
 AZURE_ENDPOINT = "core.windows.net"
 #: How long the check at submit waits for the storage service before calling it unreachable.
 CHECK_TIMEOUT = 10
+_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
 
 def blob_endpoint(account_name: str, protocol: str | None, endpoint: str | None) -> str:
@@ -51,6 +54,52 @@ def check_endpoint(protocol: str | None, endpoint: str | None) -> None:
             f"protocol={protocol!r} contradicts endpoint={endpoint!r}; leave protocol as None "
             "when the endpoint is a URL"
         )
+
+
+def container_spec(
+    container_name: str,
+    account_name: str,
+    sas_token: str | None,
+    account_key: str | None,
+    protocol: str | None,
+    endpoint: str | None,
+) -> dict[str, Any]:
+    """The datastore spec that reaches a blob container, once its settings are checked.
+
+    Raises ValueError naming the first setting Azure would refuse (container and account
+    names by Azure's rules, ``protocol``, ``endpoint``, empty credentials)."""
+    for parameter, value in (("container_name", container_name), ("account_name", account_name)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{parameter} must be a non-empty string; got {value!r}")
+    if not _CONTAINER_NAME.match(container_name):
+        raise ValueError(
+            f"container_name must be 3-63 lowercase letters, digits and single hyphens, "
+            f"starting and ending with a letter or digit; got {container_name!r}"
+        )
+    if not _ACCOUNT_NAME.match(account_name):
+        raise ValueError(
+            f"account_name must be 3-24 lowercase letters and digits; got {account_name!r}"
+        )
+    if protocol not in (None, "https", "http"):
+        raise ValueError(f'protocol must be None, "https" or "http"; got {protocol!r}')
+    for parameter, value in (
+        ("sas_token", sas_token),
+        ("account_key", account_key),
+        ("endpoint", endpoint),
+    ):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{parameter} must be a non-empty string; got {value!r}")
+    check_endpoint(protocol, endpoint)
+    return {
+        "datastore_type": "AzureBlob",
+        "root": f"az://{container_name}",
+        "container_name": container_name,
+        "account_name": account_name,
+        "sas_token": sas_token,
+        "account_key": account_key,
+        "protocol": protocol,
+        "endpoint": endpoint,
+    }
 
 
 def connection_string(

@@ -3,18 +3,17 @@
 A datastore is a local folder (the offline default) or an Azure blob container reached through
 fsspec's ``az`` protocol (the ``adlfs`` package). Datastores are registered in the workspace
 store under the kind ``"datastore"``; listing and opening the files behind them is
-``storage.py``'s.
+``storage.py``'s, and checking and reaching a blob container ``blob_storage.py``'s.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .blob_storage import check_endpoint, connection_string, list_blobs
+from .blob_storage import connection_string, container_spec, list_blobs
 from .storage import filesystem, iter_local_files, sort_key
 
 if TYPE_CHECKING:
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 KIND = "datastore"
-_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
 
 def _check_name(parameter: str, value: Any) -> str:
@@ -159,41 +156,15 @@ class Datastore:
         ``resource_group`` are recorded only.
         """
         _check_name("datastore_name", datastore_name)
-        _check_name("container_name", container_name)
-        _check_name("account_name", account_name)
-        if not _CONTAINER_NAME.match(container_name):
-            raise ValueError(
-                f"container_name must be 3-63 lowercase letters, digits and single hyphens, "
-                f"starting and ending with a letter or digit; got {container_name!r}"
-            )
-        if not _ACCOUNT_NAME.match(account_name):
-            raise ValueError(
-                f"account_name must be 3-24 lowercase letters and digits; got {account_name!r}"
-            )
-        if protocol not in (None, "https", "http"):
-            raise ValueError(f'protocol must be None, "https" or "http"; got {protocol!r}')
-        for parameter, value in (
-            ("sas_token", sas_token),
-            ("account_key", account_key),
-            ("endpoint", endpoint),
-        ):
-            if value is not None:
-                _check_name(parameter, value)
-        check_endpoint(protocol, endpoint)
-        spec = {
-            "datastore_type": "AzureBlob",
-            "root": f"az://{container_name}",
-            "container_name": container_name,
-            "account_name": account_name,
-            "sas_token": sas_token,
-            "account_key": account_key,
-            "protocol": protocol,
-            "endpoint": endpoint,
-            "create_if_not_exists": bool(create_if_not_exists),
-            "blob_cache_timeout": blob_cache_timeout,
-            "subscription_id": subscription_id,
-            "resource_group": resource_group,
-        }
+        spec = container_spec(
+            container_name, account_name, sas_token, account_key, protocol, endpoint
+        )
+        spec.update(
+            create_if_not_exists=bool(create_if_not_exists),
+            blob_cache_timeout=blob_cache_timeout,
+            subscription_id=subscription_id,
+            resource_group=resource_group,
+        )
         return cls._register(workspace, datastore_name, spec, overwrite)
 
     @classmethod
@@ -408,6 +379,3 @@ class DataPath:
 
     def __repr__(self) -> str:
         return f"DataPath({self.datastore.name!r}, {self.path_on_datastore!r})"
-
-
-# -- listing files ------------------------------------------------------------------------------
