@@ -16,9 +16,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from ..store import FINAL_STATUSES, RunStore
+from ..store import FINAL_STATUSES, RunStore, StoreBusy
 from ..store_lease import (
     RENEWALS_PER_LEASE,
     LeaseLost,
@@ -55,13 +56,55 @@ class RunnerLease:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_loop, name="lease", daemon=True)
 
-    def take(self) -> None:
-        """Take over the claim and start renewing; raises LeaseLost when it is not ours."""
-        with self.store.transaction() as db:
-            if not renew_lease(db, self.run_id, self.token, self.seconds, adopt=True):
-                raise LeaseLost(self._lost_message(db))
+    def take(self, waiting: Callable[[str], None] | None = None) -> None:
+        """Take over the claim and start renewing.
+
+        A store another connection keeps locked is waited for as long as the claim holds, past
+        the store's busy budget: a runner that gave up after the budget could not mark the run
+        either, and the run would read NotStarted, with no runner, until the claim lapsed.
+
+        Parameters
+        ----------
+        waiting
+            Gets a line each time the busy budget runs out while the claim still holds (the
+            runner's own output, by default).
+
+        Raises
+        ------
+        LeaseLost
+            The claim is not this runner's: another runner owns the run, or a watcher gave it up.
+        StoreBusy
+            The store stayed locked until the claim lapsed.
+        """
+        while True:
+            try:
+                with self.store.transaction() as db:
+                    if not renew_lease(db, self.run_id, self.token, self.seconds, adopt=True):
+                        raise LeaseLost(self._lost_message(db))
+                break
+            except StoreBusy as error:
+                # Read without the write lock, which WAL readers never wait for.
+                claim = self.store.owner(self.run_id)
+                if claim is None or not claim.live():
+                    raise
+                until = time.strftime("%H:%M:%S UTC", time.gmtime(claim.expires))
+                (waiting or _print)(
+                    f"{error}; the runner waits on to take its lease while its claim holds "
+                    f"(until {until})"
+                )
         self.store.fence = self.check
         self._thread.start()
+
+    def fail(self, error: str) -> None:
+        """Mark the run Failed with ``error`` and let the lease go, if the claim is still this
+        runner's, taken over or not: a runner that gave up waiting for its lease must not end
+        a run that a watcher settled and someone resumed since."""
+        with self.store.transaction() as db:
+            if holds(db, self.run_id, self.token):
+                self.store.update_run(
+                    self.run_id, db=db, status="Failed", ended=time.time(), error=error
+                )
+                self.release(db)
 
     def check(self, db: sqlite3.Connection) -> None:
         """The store's fence: raises LeaseLost unless this runner still holds the lease."""
@@ -102,6 +145,10 @@ class RunnerLease:
         else:
             holder = f"the run is owned by {owner.describe(now)}"
         return f"this runner no longer owns run {self.run_id}: {holder}"
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)  # the runner's output is its log (runner_stdout.txt)
 
 
 def settle_if_unowned(

@@ -359,15 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"the runner stops without writing: {error}", flush=True)
         sys.exit(3)
     except BaseException as error:
-        with ws.store.transaction() as db:
-            ws.store.update_run(
-                run_id,
-                db=db,
-                status="Failed",
-                ended=time.time(),
-                error=f"the runner failed: {type(error).__name__}: {error}",
-            )
-            lease.release(db)
+        lease.fail(f"the runner failed: {type(error).__name__}: {error}")
         raise
     finally:
         lease.stop()

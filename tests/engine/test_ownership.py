@@ -236,3 +236,59 @@ def test_a_commit_that_fails_leaves_the_counters_equal_to_the_file(
     run.resume()
     assert run.wait_for_completion(timeout_seconds=120) == "Completed"
     assert assert_guarantee(run, _names(40)).done == set(_names(40))
+
+
+def _lock_before_the_runner_takes_its_lease(ws, run) -> sqlite3.Connection:
+    """Take the store's write lock right after submit(): the runner is still starting (its
+    imports alone take longer than this), so the claim is still the submitter's."""
+    lock = sqlite3.connect(ws.store.path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    assert ws.store.owner(run.id).pid == os.getpid(), "the runner took its lease first"
+    return lock
+
+
+def _runner_log(ws, run) -> str:
+    log = ws.path / "runs" / run.id / "runner_stdout.txt"
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def test_a_runner_waits_past_the_busy_budget_for_a_locked_store_to_take_its_lease(
+    ws, write_script, files, monkeypatch
+):
+    monkeypatch.setenv(BUSY_SECONDS_ENV, "1")  # the runner's writers give up after 1 second
+    run = _submit(ws, write_script, files, 8, process_count_per_node=1)
+    monkeypatch.delenv(BUSY_SECONDS_ENV)
+    runner = ws.store.get_run(run.id)["runner_pid"]
+    lock = _lock_before_the_runner_takes_its_lease(ws, run)
+    try:
+        # Before the fix the runner gave up after its budget and died, leaving the run
+        # NotStarted until the claim lapsed, then Failed.
+        _wait_for(
+            lambda: "waits on to take its lease" in _runner_log(ws, run) or not _alive(runner)
+        )
+        assert run.get_status() == "NotStarted"
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert run.wait_for_completion(timeout_seconds=120) == "Completed"
+    assert assert_guarantee(run, _names(8)).done == set(_names(8))
+
+
+def test_a_runner_whose_claim_lapses_while_the_store_is_locked_leaves_the_run_failed(
+    ws, write_script, files, monkeypatch
+):
+    monkeypatch.setenv(BUSY_SECONDS_ENV, "1")
+    run = _submit(ws, write_script, files, 8, process_count_per_node=1)
+    monkeypatch.delenv(BUSY_SECONDS_ENV)
+    runner = ws.store.get_run(run.id)["runner_pid"]
+    with ws.store.transaction() as db:  # the claim made for the runner lapses in 2 seconds
+        db.execute("UPDATE leases SET expires=? WHERE run_id=?", (time.time() + 2, run.id))
+    lock = _lock_before_the_runner_takes_its_lease(ws, run)
+    try:
+        _wait_for(lambda: not _alive(runner))  # it waits no longer than its claim holds
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    with pytest.raises(ActivityFailedException, match="stayed locked by another connection"):
+        run.wait_for_completion(timeout_seconds=120)
+    assert not any(_alive(pid) for pid in runners(run.id))
