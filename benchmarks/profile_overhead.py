@@ -76,6 +76,7 @@ def _profiled_backend(folder: Path):
                 args=(address, authkey, name, node_id, spec, str(folder)),
                 name=name,
                 daemon=True,
+                env=self.env,
             )
             process.start()
             return WorkerHandle(name=name, node_id=node_id, pid=process.pid, native=process)
@@ -89,14 +90,14 @@ def _step(ws, files: Path):
 
 def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.Stats], dict]:
     from jupyter_parallelrun import Workspace
-    from jupyter_parallelrun.engine import runner
+    from jupyter_parallelrun.engine import backends, runner
 
     ws = Workspace.create("profile", path=workspace_folder("profile"))
     experiment, pipeline = _step(ws, files)
-    started_runner, local = runner.start_runner, runner.LocalBackend
+    started_runner, local = runner.start_runner, backends.BACKENDS["local"]
     tokens: list[str] = []  # the claim submit() makes for the runner, taken below
     runner.start_runner = lambda ws, run_id, token: tokens.append(token) or os.getpid()
-    runner.LocalBackend = _profiled_backend(folder)
+    backends.register_backend("local", _profiled_backend(folder))
     try:
         run = experiment.submit(pipeline)
         profile = cProfile.Profile(time.thread_time)
@@ -111,7 +112,8 @@ def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.
         profile.disable()
         wall = time.perf_counter() - began
     finally:
-        runner.start_runner, runner.LocalBackend = started_runner, local
+        runner.start_runner = started_runner
+        backends.register_backend("local", local)
     step = ws.store.list_runs(parent_id=run.id)[0]
     if step["status"] != "Completed":
         raise RuntimeError(f"profiled run ended {step['status']}: {step['error']}")

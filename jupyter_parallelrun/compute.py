@@ -4,7 +4,8 @@ An ``AmlCompute`` target is local: its N nodes are groups of worker processes on
 so creating one only records its settings and waiting for it returns at once. Each kind of
 target stores a ``"type"`` in its spec; ``ComputeTarget(workspace, name)`` returns an object of
 the class registered for that type, so other kinds (``DaskCompute``, a Dask cluster, in
-``dask_compute.py``) add a subclass.
+``dask_compute.py``) add a subclass. The spec also names the kind's ``"backend"``, by which the
+runner finds where to start the workers (``engine/backends``), without knowing the types.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class ComputeTarget:
     #: The class for each stored ``"type"``; a subclass with a ``compute_type`` joins it.
     _classes: ClassVar[dict[str, type[ComputeTarget]]] = {}
     compute_type: ClassVar[str] = ""
+    #: The name the runner finds this kind's backend by (stored in the spec as ``"backend"``).
+    backend: ClassVar[str] = "local"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,6 +154,7 @@ class ComputeTarget:
             )
         spec = {
             "type": compute_type,
+            "backend": ComputeTarget._classes[compute_type].backend,
             "name": name,
             **provisioning_configuration.to_spec(),
             "created": time.time(),

@@ -129,6 +129,7 @@ class DaskCompute(ComputeTarget):
     """
 
     compute_type = "DaskCompute"
+    backend = "dask"
 
     @staticmethod
     def attach(
@@ -162,6 +163,7 @@ class DaskCompute(ComputeTarget):
             raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
         spec = {
             "type": DaskCompute.compute_type,
+            "backend": DaskCompute.backend,
             "name": name,
             "address": _scheduler_address(address),
             "runner_host": runner_host,

@@ -23,7 +23,7 @@ from ..storage import shared_listings
 from ..store_lease import LeaseLost, release
 from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 from . import python_path
-from .backends import Backend, DaskBackend, LocalBackend
+from .backends import Backend, UnknownBackend, WorkerSettings, make_backend
 from .budget import Budget, StepCanceled, StepFailed
 from .error_text import MAX_MESSAGE_CHARS, shorten
 from .lease import RunnerLease
@@ -43,19 +43,6 @@ from .step_input import (
     step_fingerprint,
     upload_output,
 )
-
-#: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
-#: the cores (two single-threaded TensorFlow processes beat one with two threads on 2 cores).
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-)
-
 
 #: The environment variable that hands the runner its claim's token.
 TOKEN_ENV = "JUPYTER_PARALLELRUN_LEASE_TOKEN"
@@ -108,34 +95,32 @@ def _worker_variables(step: dict[str, Any], ws: Workspace) -> dict[str, str]:
     }
 
 
-def _worker_environment(step: dict[str, Any], ws: Workspace, processes: int) -> None:
-    """Set what the worker processes inherit (this process exists only for this run)."""
-    threads = str(max(1, (os.cpu_count() or 1) // processes))
-    for name in THREAD_VARIABLES:
-        os.environ[name] = threads
-    os.environ.update(_worker_variables(step, ws))
-
-
 def _backend(ws: Workspace, step: dict[str, Any]) -> Backend:
-    """Where the step's workers run: its compute target's Dask cluster (as registered in the
-    store now), or this machine."""
+    """Where the step's workers run: the backend its compute target's spec names (as
+    registered in the store now), or this machine's."""
     config = step["config"]
-    interpreter = ((config.get("environment") or {}).get("python") or {}).get("interpreter_path")
     name = config.get("compute_target")
-    found = ws.store.lookup("compute", name) if name else (0, {})
+    found = ws.store.lookup("compute", name) if name else (0, {"backend": "local"})
     if found is None:
         raise StepFailed(f"compute target {name!r} is no longer registered in the workspace")
     compute = found[1]
-    if compute.get("type") == "DaskCompute":
-        return DaskBackend(
-            compute,
-            node_count=config["node_count"],
-            processes_per_node=config["process_count_per_node"],
-            interpreter_path=interpreter,
-            variables=_worker_variables(step, ws),
-            thread_variables=THREAD_VARIABLES,
+    if "backend" not in compute:
+        raise StepFailed(
+            f"compute target {name!r} was registered without a backend (by an earlier "
+            "version): register it again with ComputeTarget.create() or DaskCompute.attach()"
         )
-    return LocalBackend(interpreter_path=interpreter)
+    settings = WorkerSettings(
+        node_count=config["node_count"],
+        processes_per_node=config["process_count_per_node"],
+        interpreter_path=((config.get("environment") or {}).get("python") or {}).get(
+            "interpreter_path"
+        ),
+        variables=_worker_variables(step, ws),
+    )
+    try:
+        return make_backend(compute["backend"], compute, settings)
+    except UnknownBackend as error:
+        raise StepFailed(str(error)) from error
 
 
 def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> None:
@@ -191,7 +176,6 @@ def _schedule(
     store, run_id, config = ws.store, step["run_id"], step["config"]
     backend.check_environment(config.get("environment"))
     nodes, per_node = config["node_count"], config["process_count_per_node"]
-    _worker_environment(step, ws, nodes * per_node)
     out_dir = output_folder(ws, step["output"])
     writer = None
     # Under the lease, in one transaction: rows a runner that lost the run appended after the

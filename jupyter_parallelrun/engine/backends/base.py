@@ -1,10 +1,74 @@
-"""The backend interface the scheduler talks to."""
+"""The backend interface the scheduler talks to, and the environment every backend gives its
+worker processes."""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Thread-pool sizes of the math libraries a worker may load; each worker gets its share of
+#: its host's cores (two single-threaded TensorFlow processes beat one with two threads on 2
+#: cores).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+def worker_environment(
+    variables: Mapping[str, str], processes: int, kept: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables one worker process gets on top of those it inherits (joblib's
+    ``_prepare_worker_env``).
+
+    Parameters
+    ----------
+    variables : mapping
+        The step's own variables (workspace, run id, the user's environment variables): they
+        win over everything.
+    processes : int
+        Worker processes sharing the host's cores: each thread variable is set to its share.
+    kept : mapping, optional
+        The environment the user started from: a thread variable set there is kept, not
+        replaced by the share.
+
+    Examples
+    --------
+    >>> env = worker_environment({"GREETING": "hi"}, 4, {"OMP_NUM_THREADS": "3"})
+    >>> env["OMP_NUM_THREADS"], env["GREETING"]
+    ('3', 'hi')
+    """
+    share = str(max(1, (os.cpu_count() or 1) // max(1, processes)))
+    kept = kept or {}
+    return {**{name: kept.get(name, share) for name in THREAD_VARIABLES}, **variables}
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every backend is told about a step's worker processes.
+
+    Attributes
+    ----------
+    node_count, processes_per_node : int
+        The step's resolved settings.
+    interpreter_path : str or None
+        The Python that runs the workers (None: this one, or the Dask worker's).
+    variables : mapping
+        Environment variables every worker process gets; the backend adds the thread limits.
+    """
+
+    node_count: int
+    processes_per_node: int
+    interpreter_path: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import PACKAGE_PARENT
-from .base import Backend, WorkerHandle
+from .base import Backend, WorkerHandle, WorkerSettings, worker_environment
 
 #: Seconds a cached list of the cluster's workers stays good enough for liveness checks.
 LIVE_WORKERS_MAX_AGE = 1.0
@@ -66,18 +66,17 @@ def _host_worker_process(
     arguments: dict,
     interpreter: str | None,
     variables: dict[str, str],
-    thread_variables: list[str],
     processes_on_host: int,
 ) -> int:
     """A Dask task: start one worker process, wait for it, return its exit code."""
     from distributed import secede
 
     secede()  # it waits for hours: it must not hold one of the Dask worker's threads
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, processes_on_host)))
+    # The Dask worker's own thread settings are not the user's (a nanny pins its task threads
+    # to one): the share of this host's cores replaces them.
     env = {
         **os.environ,
-        **dict.fromkeys(thread_variables, threads),
-        **variables,
+        **worker_environment(variables, processes_on_host),
         "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])),
     }
     command = [interpreter or sys.executable, "-c", _CHILD, str(os.getpid())]
@@ -276,44 +275,30 @@ class DaskBackend(Backend):
     ----------
     compute_spec : dict
         ``DaskCompute.to_spec()``: the scheduler's address and the target's name.
-    node_count, processes_per_node : int
-        The step's resolved settings.
-    interpreter_path : str, optional
-        The Python that runs the workers on every Dask worker host (default: the Dask worker's).
-    variables : dict, optional
-        Environment variables every worker process gets.
-    thread_variables : sequence of str
-        Thread-pool variables of math libraries, set to each process's share of its host's cores.
+    settings : WorkerSettings
+        The step's worker settings. ``interpreter_path`` is the Python that runs the workers
+        on every Dask worker host (default: the Dask worker's); each process's thread
+        variables are set to its share of its host's cores.
     """
 
     address_family = "AF_INET"
 
-    def __init__(
-        self,
-        compute_spec: dict[str, Any],
-        *,
-        node_count: int,
-        processes_per_node: int,
-        interpreter_path: str | None = None,
-        variables: dict[str, str] | None = None,
-        thread_variables: tuple[str, ...] | list[str] = (),
-    ) -> None:
+    def __init__(self, compute_spec: dict[str, Any], settings: WorkerSettings) -> None:
         self.compute_spec = compute_spec
-        self.processes_per_node = processes_per_node
-        self.interpreter_path = interpreter_path
-        self.variables = dict(variables or {})
-        self.thread_variables = list(thread_variables)
+        self.processes_per_node = settings.processes_per_node
+        self.interpreter_path = settings.interpreter_path
+        self.variables = dict(settings.variables)
         self.client = connect(compute_spec)
         self.listen_address = (runner_host(compute_spec), 0)
         self._workers: dict[str, dict] = {}
         self._workers_at = -LIVE_WORKERS_MAX_AGE
         try:
             live = self._live(max_age=0)
-            check_node_count(compute_spec, node_count, live)
+            check_node_count(compute_spec, settings.node_count, live)
         except BaseException:
             self.client.close()
             raise
-        self._nodes = dict(enumerate(spread(live)[:node_count]))
+        self._nodes = dict(enumerate(spread(live)[: settings.node_count]))
         self._launches: list[_Launch] = []
 
     def _live(self, max_age: float = LIVE_WORKERS_MAX_AGE) -> dict[str, dict]:
@@ -362,7 +347,6 @@ class DaskBackend(Backend):
             arguments,
             self.interpreter_path,
             self.variables,
-            self.thread_variables,
             on_host * self.processes_per_node,
             key=token,
             workers=[worker],

@@ -20,7 +20,7 @@ from joblib.externals.loky.backend.context import get_context
 
 from .. import PACKAGE_PARENT, python_path
 from ..worker import worker_main
-from .base import Backend, WorkerHandle
+from .base import Backend, WorkerHandle, WorkerSettings, worker_environment
 
 
 def _own_package(interpreter: str) -> bool:
@@ -54,12 +54,27 @@ def _exec_interpreter(interpreter: str, arguments: dict) -> None:
 
 
 class LocalBackend(Backend):
-    """``node_count`` groups of ``process_count_per_node`` processes, all on this machine."""
+    """``node_count`` groups of ``process_count_per_node`` processes, all on this machine.
+
+    Parameters
+    ----------
+    compute_spec : dict
+        The compute target's stored spec (``{}`` for a step without one); nothing of it is
+        needed here.
+    settings : WorkerSettings
+        The step's worker settings.
+
+    Every process gets :attr:`env` over this process's environment: the step's variables, and
+    each thread variable at its share of the cores unless the user set it where they started
+    the run (this process inherits their environment).
+    """
 
     address_family = "AF_UNIX"
 
-    def __init__(self, interpreter_path: str | None = None) -> None:
-        self.interpreter_path = interpreter_path
+    def __init__(self, compute_spec: dict[str, Any], settings: WorkerSettings) -> None:
+        self.interpreter_path = settings.interpreter_path
+        processes = settings.node_count * settings.processes_per_node
+        self.env = worker_environment(settings.variables, processes, kept=os.environ)
         self._context = get_context("loky")
 
     def start_worker(
@@ -82,7 +97,9 @@ class LocalBackend(Backend):
             target, args = _exec_interpreter, (self.interpreter_path, arguments)
         else:
             target, args = worker_main, (address, authkey, name, node_id, spec)
-        process = self._context.Process(target=target, args=args, name=name, daemon=True)
+        process = self._context.Process(
+            target=target, args=args, name=name, daemon=True, env=self.env
+        )
         process.start()
         return WorkerHandle(name=name, node_id=node_id, pid=process.pid, native=process)
 
