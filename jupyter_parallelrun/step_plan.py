@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from .blob_storage import check_container
 from .compute import ComputeTarget
 from .dataset import TabularDataset
-from .engine.mini_batch import parse_mini_batch_size
 from .engine.step_input import output_datastore
 from .environment import check_environment
 from .environment_check import worker_variables
 from .pipeline import resolve_parameters
 from .pipeline_inputs import DatasetConsumptionConfig, PipelineData, PipelineParameter
+from .settings import mini_batch_size_for
 from .workspace import DATA_FOLDER, DEFAULT_DATASTORE
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def make_plan(
         input_plan = _input_plan(step.inputs[0], values, producers)
         dataset = _dataset_of(step.inputs[0], values)
         tabular = isinstance(dataset, TabularDataset)
-        config["mini_batch_size_parsed"] = parse_mini_batch_size(config["mini_batch_size"], tabular)
+        config["mini_batch_size_parsed"] = mini_batch_size_for(config["mini_batch_size"], tabular)
         keys = config.get("partition_keys")
         if keys and not tabular and not set(keys) <= set(getattr(dataset, "partition_keys", [])):
             raise ValueError(

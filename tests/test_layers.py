@@ -82,7 +82,6 @@ INTO_ENGINE = {
     ("dask_compute", "engine.backends.dask"),
     ("run", "engine.lease"),
     ("run", "engine.runner"),
-    ("step_plan", "engine.mini_batch"),
     ("step_plan", "engine.step_input"),
 }
 #: Modules the views import besides the store, the shared modules and one another.

@@ -121,3 +121,18 @@ def test_a_stored_mapping_is_parsed_and_checked_as_a_whole():
         Settings.from_mapping({"run_max_try": 0})
     with pytest.raises(ValueError, match="preserve_order=True orders the append_row file's rows"):
         Settings.from_mapping({"preserve_order": True, "output_action": "summary_only"})
+
+
+@pytest.mark.parametrize("size", ["512B", "1TB"])
+def test_the_partitioner_refuses_what_parallel_run_config_refuses(tmp_path, size):
+    from jupyter_parallelrun import Dataset, ParallelRunConfig
+    from jupyter_parallelrun.engine.partition import iter_mini_batches
+
+    (tmp_path / "rows.csv").write_text("a\n1\n")
+    table = Dataset.Tabular.from_delimited_files(str(tmp_path / "rows.csv"))
+    with pytest.raises(ValueError) as by_config:
+        ParallelRunConfig(entry_script="score.py", mini_batch_size=size)
+    with pytest.raises(ValueError) as by_engine:
+        list(iter_mini_batches(table, size))
+    assert str(by_engine.value) == str(by_config.value)
+    assert str(by_engine.value).endswith(f'for tabular input; got "{size}"')

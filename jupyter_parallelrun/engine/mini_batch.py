@@ -1,4 +1,4 @@
-"""One mini-batch as the worker sees it: its record, its size setting, and loading it.
+"""One mini-batch as the worker sees it: its record, and loading it.
 
 :func:`load_mini_batch` turns a spec that :mod:`.partition` made into what
 ``run(mini_batch)`` receives. The worker imports only this side of partitioning: reading a
@@ -8,7 +8,6 @@ spec needs the file formats, not the datasets it was made from.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +16,6 @@ from .key_partitions import load_partition_files
 
 if TYPE_CHECKING:
     import pandas as pd
-
-DEFAULT_FILES = 10
-DEFAULT_BYTES = "1MB"
-_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -35,44 +29,6 @@ class MiniBatch:
     id: int
     spec: dict
     n_items: int | None
-
-
-def parse_mini_batch_size(value: Any, tabular: bool) -> int:
-    """The mini-batch size as a number of files (file input) or of bytes (tabular input).
-
-    Parameters
-    ----------
-    value : int, str or None
-        File input: a positive int or digit string (default 10). Tabular input: bytes as an
-        int or a string such as ``"1024"``, ``"1024KB"``, ``"10MB"``, ``"1GB"`` (1024-based,
-        any case, optional space; default ``"1MB"``).
-    tabular : bool
-        Whether the input is a tabular dataset.
-
-    Examples
-    --------
-    >>> parse_mini_batch_size("5", tabular=False)
-    5
-    >>> parse_mini_batch_size("10 mb", tabular=True)
-    10485760
-    """
-    if value is None:
-        value = DEFAULT_BYTES if tabular else DEFAULT_FILES
-    shown = f'"{value}"' if isinstance(value, str) else repr(value)
-    if tabular:
-        allowed = 'a positive int or a size like "10MB" for tabular input'
-    else:
-        allowed = 'a positive number of files (an int or a digit string like "5") for file input'
-    number = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        found = _SIZE.match(value)
-        if found and (tabular or not found.group(2)):
-            number = int(found.group(1)) * _UNITS[(found.group(2) or "").upper()]
-    if number is None or number < 1:
-        raise ValueError(f"mini_batch_size must be {allowed}; got {shown}")
-    return number
 
 
 def load_mini_batch(spec: dict[str, Any]) -> list[str] | pd.DataFrame:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dataset import FileDataset, TabularDataset
+from ..settings import mini_batch_size_for
 from ..storage import open_file
 from .key_partitions import path_partition_batches
-from .mini_batch import MiniBatch, parse_mini_batch_size
+from .mini_batch import MiniBatch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +43,8 @@ def iter_mini_batches(
     ----------
     dataset : FileDataset or TabularDataset
     mini_batch_size : int, str or None
-        See :func:`parse_mini_batch_size`.
+        Files or bytes per mini-batch, in the setting's one grammar
+        (:func:`jupyter_parallelrun.settings.mini_batch_size_for`).
     partition_keys : list of str, optional
         One mini-batch per distinct combination of these keys' values, in sorted order: keys
         of the dataset's ``partition_format`` (file or tabular input; the files are grouped by
@@ -67,7 +69,7 @@ def iter_mini_batches(
     tabular = isinstance(dataset, TabularDataset)
     if not tabular and not isinstance(dataset, FileDataset):
         raise ValueError(f"dataset must be a FileDataset or a TabularDataset; got {dataset!r}")
-    size = parse_mini_batch_size(mini_batch_size, tabular)
+    size = mini_batch_size_for(mini_batch_size, tabular)
     by_path = isinstance(partition_keys, (list, tuple)) and bool(partition_keys)
     if by_path and set(partition_keys) <= set(dataset.partition_keys):
         batches = _path_partition_batches(dataset, list(partition_keys))

@@ -17,7 +17,6 @@ from jupyter_parallelrun.engine.mini_batch import (
     describe,
     load_mini_batch,
     mini_batch_context,
-    parse_mini_batch_size,
 )
 from jupyter_parallelrun.engine.partition import iter_mini_batches
 
@@ -27,52 +26,6 @@ def csv_file(path: Path, first: int, count: int, header: bool = True) -> Path:
     rows = "".join(f"{i},name-{i},{i * 0.5}\n" for i in range(first, first + count))
     path.write_text(("id,name,score\n" if header else "") + rows)
     return path
-
-
-# -- parse_mini_batch_size ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "tabular", "expected"),
-    [
-        (None, False, 10),
-        (5, False, 5),
-        ("5", False, 5),
-        (" 12 ", False, 12),
-        (None, True, 1024**2),
-        (1024, True, 1024),
-        ("1024", True, 1024),
-        ("1024KB", True, 1024**2),
-        ("10MB", True, 10 * 1024**2),
-        ("10 mb", True, 10 * 1024**2),
-        ("1GB", True, 1024**3),
-        ("1gb", True, 1024**3),
-        ("7B", True, 7),
-    ],
-)
-def test_parse_mini_batch_size(value, tabular, expected):
-    assert parse_mini_batch_size(value, tabular) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "tabular", "message"),
-    [
-        ("abc", True, 'a positive int or a size like "10MB" for tabular input; got "abc"'),
-        (0, True, 'a size like "10MB" for tabular input; got 0'),
-        ("10XB", True, 'got "10XB"'),
-        (1.5, True, "got 1.5"),
-        (True, True, "got True"),
-        ("abc", False, 'a positive number of files (an int or a digit string like "5") '),
-        ("10MB", False, 'for file input; got "10MB"'),
-        (0, False, "for file input; got 0"),
-        (-3, False, "got -3"),
-    ],
-)
-def test_parse_mini_batch_size_errors(value, tabular, message):
-    with pytest.raises(ValueError) as error:
-        parse_mini_batch_size(value, tabular)
-    assert str(error.value).startswith("mini_batch_size must be ")
-    assert message in str(error.value)
 
 
 # -- file input ---------------------------------------------------------------------------------
