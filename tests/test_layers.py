@@ -48,7 +48,7 @@ API = {
     "workspace",
 }
 #: What the user watches a run with: they only read the run store.
-VIEWS = {"widget", "progress", "follow"}
+VIEWS = {"widget", "widget_state", "progress", "follow"}
 #: What every layer may use: the run store, files and their formats, the entry script's context.
 #: They import only one another.
 SHARED = {

@@ -14,7 +14,7 @@ from conftest import ECHO_SCRIPT, file_dataset, submit_step
 
 from jupyter_parallelrun import ActivityFailedException, Run, RunDetails
 from jupyter_parallelrun.progress import RunWatcher, summary_text
-from jupyter_parallelrun.widget import ChangedRows, error_groups, widget_state
+from jupyter_parallelrun.widget_state import ChangedRows, error_groups, widget_state
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
