@@ -128,9 +128,10 @@ class Follower:
             self._write(line + "\n")
             self.line, self.line_printed = line, time.monotonic()
 
-    def poll(self) -> dict[str, Any]:
-        """Print what changed since the last poll; returns the run's state."""
-        state = self.watcher.state()
+    def poll(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Print what changed since the last poll; returns the run's state, read now unless
+        the caller passes the ``state`` it has just read from this follower's ``watcher``."""
+        state = state or self.watcher.state()
         for step in state["steps"]:
             before = self.newest.get(step["id"])
             self._new_errors(step)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment_check import warn_each_time
+from .follow import Follower
 from .metrics import MetricsLogging, OfflineRun
-from .progress import RunWatcher, progress_line, run_state, summary_text
+from .progress import RunWatcher, run_state, summary_text
 from .run_details import run_details, run_html
 from .store import FINAL_STATUSES
 from .workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
@@ -236,28 +237,27 @@ class Run(MetricsLogging):
     ) -> str:
         """Block until the run ends; returns its final status.
 
-        With ``show_output`` a progress line per step is kept current while waiting, and a
-        summary printed at the end. Raises ActivityFailedException when the run failed or was
-        canceled and ``raise_on_error`` is true, TimeoutError past ``timeout_seconds``.
+        With ``show_output`` it prints what ``parallelrun submit --wait`` prints: a progress
+        line per step kept current while waiting, a line for each failed try as the store gets
+        it, and at the end a summary and, when anything failed, the command that shows the logs.
+        Raises ActivityFailedException when the run failed or was canceled and
+        ``raise_on_error`` is true, TimeoutError past ``timeout_seconds``.
         """
-        last_line = ""
+        follower = Follower(self, sys.stdout, "parallelrun") if show_output else None
+        watcher = follower.watcher if follower else RunWatcher(self._store, self.id)
         try:
-            for state in RunWatcher(self._store, self.id).follow(0.2, timeout_seconds):
-                if show_output and not state["final"]:
-                    line = " | ".join(progress_line(step) for step in state["steps"])
-                    if line != last_line:
-                        sys.stdout.write("\r" + line.ljust(len(last_line)))
-                        sys.stdout.flush()
-                        last_line = line
+            for state in watcher.follow(0.2, timeout_seconds):
+                if follower and not state["final"]:
+                    follower.poll(state)
         except TimeoutError:
-            if last_line:
+            if follower and follower.in_place and follower.line:
                 sys.stdout.write("\n")
             raise
         if state["lost_runner"]:
             state = self.get_state()  # the watcher only reads: record the lost runner
-        if show_output:
-            sys.stdout.write(("\n" if last_line else "") + summary_text(state) + "\n")
-            sys.stdout.flush()
+        if follower:
+            follower.poll(state)  # the failed tries of the last moments are listed too
+            follower.finish(state)
         if raise_on_error and state["status"] != "Completed":
             raise ActivityFailedException(
                 f"run {self.id} {state['status']}: {state['error'] or 'no error recorded'}"

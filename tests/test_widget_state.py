@@ -249,3 +249,19 @@ def test_a_restarted_process_starts_again_mid_lane(ws, write_script, files):
     # Its latest start-up comes after mini-batches of its first incarnation.
     assert lane["blocks"][0][0] < lane["init"]
     assert sum(lane["count"] for lane in step["timeline"]["lanes"]) == 12
+
+
+def test_wait_for_completion_prints_each_failed_try_as_follow_does(ws, write_script, files, capsys):
+    run = submit_step(
+        ws, write_script(SLOW), file_dataset(files(6)), mini_batch_size=1, run_max_try=2
+    )
+    assert run.wait_for_completion(show_output=True, raise_on_error=False) == "Completed"
+    printed = capsys.readouterr().out
+    (step,) = ws.store.list_runs(parent_id=run.id)
+    for mb_id in (2, 5):
+        for attempt, then in ((1, "will retry"), (2, "no tries left")):
+            line = f"score-step: mini-batch {mb_id}, try {attempt} of 2 failed on process"
+            (found,) = [row for row in printed.splitlines() if line in row]
+            assert found.endswith(f"KeyError: 'missing column' ({then})"), found
+    assert "score-step: Completed 6/6 mini-batches" in printed
+    assert f"read the logs:       parallelrun logs {run.id}" in printed
