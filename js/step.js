@@ -11,7 +11,7 @@ function bar() {
   const failed = h("div", { class: "prd-bar-failed" });
   const track = h("div", { class: "prd-bar", role: "progressbar", "aria-valuemin": "0" }, done, failed);
   const legend = h("div", { class: "prd-legend prd-bar-legend" });
-  const labels = ["prd-bar-done", "prd-bar-failed", "prd-swatch-idle"].map((cls) => {
+  const labels = ["prd-bar-done", "prd-bar-failed", "prd-swatch-todo"].map((cls) => {
     const text = h("span");
     legend.append(h("span", { class: "prd-legend-item" }, h("span", { class: `prd-swatch ${cls}` }), text));
     return text;
@@ -66,17 +66,20 @@ function cpu(w) {
 const WORKER_COLUMNS = ["process", "pid", "state", "mini-batch", "done", "failed", "retries",
   "restarts", "CPU", "memory", "heartbeat"];
 
-function link(label, path, isFolder, home) {
-  if (!path) return null;
+// A property row whose value is a file or folder: a link where this Jupyter server serves it.
+// `name` leads the value (the output's PipelineData name), so the output has one row.
+function link(label, path, isFolder, home, name = "") {
+  if (!path) return name ? h("div", { class: "prd-prop" },
+    h("span", { class: "prd-prop-name", text: label }), h("span", { text: name })) : null;
   const target = jupyterUrl(path, isFolder, home);
   const shown = h("code", { text: path });
   const copy = h("button", { type: "button", class: "prd-button prd-copy-path", text: "Copy path" });
   copy.addEventListener("click", () => copyText(path));
-  const value = h("span", { class: "prd-link" }, shown, copy);
+  const value = h("span", { class: "prd-link" }, name ? `${name}: ` : null, shown, copy);
   if (target) {
     served(target).then((ok) => {
       if (ok) {
-        value.replaceChildren(h("a", { href: target.url, target: "_blank", rel: "noopener",
+        value.replaceChildren(...(name ? [`${name}: `] : []), h("a", { href: target.url, target: "_blank", rel: "noopener",
           title: path, text: baseName(path) || path }));
       } else {
         value.append(h("span", { class: "prd-note", text: " (this Jupyter server does not " +
@@ -91,13 +94,13 @@ function properties(step, home) {
   const p = step.properties;
   const rows = [["entry script", p.entry_script], ["source directory", p.source_directory],
     ["compute target", p.compute_target], ["nodes × processes", p.nodes_processes],
-    ["input", p.input], ["output", p.output], ["arguments", p.arguments], ["started", clock(step.started)],
+    ["input", p.input], ["arguments", p.arguments], ["started", clock(step.started)],
     ["ended", clock(step.ended)], ["duration", step.ended ? duration(step.elapsed) : ""],
     ...Object.entries(p.config).map(([k, v]) => [k, String(v)])];
   return [
     ...rows.filter(([, v]) => v).map(([k, v]) => h("div", { class: "prd-prop" },
       h("span", { class: "prd-prop-name", text: k }), h("span", { text: v }))),
-    link("output", step.links.output, !step.links.output?.endsWith(".txt"), home),
+    link("output", step.links.output, !step.links.output?.endsWith(".txt"), home, p.output),
     link("snapshot", step.links.snapshot, true, home),
     link("logs folder", step.links.logs, true, home),
   ].filter(Boolean);

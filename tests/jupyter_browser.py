@@ -232,3 +232,15 @@ root => [root, ...root.querySelectorAll("*")]
 
 def low_contrast(root, minimum: float = 4.5) -> list[dict]:
     return [found for found in root.evaluate(CONTRAST_JS) if found["ratio"] < minimum]
+
+
+def ratio(fore: str, back: str) -> float:
+    """WCAG 2.1 contrast of two opaque CSS colours given as ``rgb(r, g, b)``."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(v) / 255 for v in re.findall(r"[\d.]+", colour)[:3]]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(fore), luminance(back)), reverse=True)
+    return (high + 0.05) / (low + 0.05)

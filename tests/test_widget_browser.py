@@ -27,6 +27,7 @@ from jupyter_browser import (  # noqa: F401 - lab_server and browser_page are fi
     low_contrast,
     menu,
     open_and_run_all,
+    ratio,
     request,
     theme,
     write_notebook,
@@ -134,6 +135,20 @@ def _wait_polls(root: Locator, count: int) -> None:
     expect(root).to_have_attribute("data-poll", str(start + count))
 
 
+def _timeline_greys(root: Locator) -> dict[str, str]:
+    """The timeline's colours as drawn: a lane's idle track, its start-up block (where one is
+    drawn) and the legend's swatches of both."""
+    return root.evaluate(
+        """n => {
+        const colour = (q, p) => {
+          const e = n.querySelector(q); return e && getComputedStyle(e)[p]; };
+        return { idle: colour(".prd-lane-track", "backgroundColor"),
+          init: colour(".prd-lane-track .prd-block-init", "fill"),
+          idle_swatch: colour(".prd-timeline .prd-swatch-idle", "backgroundColor"),
+          init_swatch: colour(".prd-timeline .prd-swatch.prd-block-init", "backgroundColor") }; }"""
+    )
+
+
 def _contrast_in_both_themes(page: Page, root: Locator) -> None:
     for name, light in (("JupyterLab Dark", False), ("JupyterLab Light", True)):
         theme(page, name, light=light)
@@ -148,6 +163,11 @@ def _check_theme_and_width(page: Page, root: Locator, moment: str) -> None:
     for name, light in (("JupyterLab Light", True), ("JupyterLab Dark", False)):
         theme(page, name, light=light)
         assert low_contrast(root) == [], (name, moment, low_contrast(root))
+        # A process starting (init()) and one idle are told apart at a glance, as text would be.
+        greys = _timeline_greys(root)
+        assert greys["idle_swatch"] == greys["idle"], greys
+        assert greys["init"] in (None, greys["init_swatch"]), greys
+        assert ratio(greys["init_swatch"], greys["idle"]) >= 4.5, (name, greys)
         root.screenshot(path=DOCS / f"run_details_{'light' if light else 'dark'}_{moment}.png")
     theme(page, "JupyterLab Light", light=True)
     # The widget in a 360 px column (a side panel, a phone): its own box is made that narrow.
@@ -234,6 +254,8 @@ def test_live_run_in_jupyterlab(tmp_path: Path, lab, page: Page):
     expect(root.locator(".prd-resume")).to_be_disabled()
     # The output file, the snapshot and the logs folder open in this JupyterLab.
     root.locator(".prd-properties > summary").click()
+    names = root.locator(".prd-properties .prd-prop-name").all_inner_texts()
+    assert "output" in names and len(names) == len(set(names)), names
     links = root.locator(".prd-properties a")
     expect(links).to_have_count(3)
     for link in links.all():
