@@ -1,43 +1,37 @@
 """Datasets: lazy definitions of the files or tables a step reads, as Azure ML's.
 
-A dataset stores *patterns* (local paths, globs, datastore paths) and options, never a file
-list: the files are found when the dataset is used, in sorted order, as a stream. A dataset is
-fully described by :meth:`Dataset.to_spec`, which the engine uses to rebuild it in another
-process, and :meth:`Dataset.fingerprint` tells whether its content changed (for
-``allow_reuse``). Datasets are registered in the workspace store under the kind ``"dataset"``.
-New datasets are made by ``Dataset.File`` and ``Dataset.Tabular`` (``dataset_factory.py``).
+:class:`Dataset` is what a user names: ``Dataset.File`` and ``Dataset.Tabular`` make new
+datasets (``dataset_factory.py``), ``register``, ``get_by_name`` and ``get_by_id`` keep them in
+the workspace store under the kind ``"dataset"``, and ``as_named_input`` makes a step's input of
+one. Its two kinds are :class:`FileDataset` and :class:`TabularDataset`; what any dataset is
+(its definition, spec, fingerprint, take, skip and sample) is ``abstract_dataset.py``'s.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import heapq
-import itertools
-import json
 import os
-import random
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .abstract_dataset import AbstractDataset
 from .dataset_factory import FileDatasetFactory, TabularDatasetFactory
-from .dataset_partition import partition_by
-from .dataset_source import iter_source_files, source_base
-from .datastore import Datastore
-from .records import PARTITION_KEY, read_records
-from .storage import copy_file, filesystem_for, sort_key
+from .dataset_source import source_base
+from .partitioned_copy import partition_by
+from .pipeline_inputs import DatasetConsumptionConfig
+from .records import read_records
+from .storage import copy_file
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .pipeline_inputs import DatasetConsumptionConfig
     from .workspace import Workspace
 
 KIND = "dataset"
 
 
-class Dataset:
+class Dataset(AbstractDataset):
     """Base of :class:`FileDataset` and :class:`TabularDataset`; create them through
     ``Dataset.File`` and ``Dataset.Tabular``.
 
@@ -48,39 +42,11 @@ class Dataset:
     >>> Dataset.get_by_name(ws, "images").version                            # doctest: +SKIP
     """
 
-    File = FileDatasetFactory
-    Tabular = TabularDatasetFactory
-    _type = ""
+    # Made at the end of this module, once the classes they make exist.
+    File: FileDatasetFactory
+    Tabular: TabularDatasetFactory
 
-    def __init__(self, definition: dict[str, Any], workspace: Workspace | None = None) -> None:
-        self._definition = definition
-        self.workspace = workspace
-        self.name: str | None = None
-        self.version: int | None = None
-        self.description: str | None = None
-        self.tags: dict[str, str] = {}
-
-    @property
-    def id(self) -> str | None:
-        """``"name:version"`` once registered, else None."""
-        return None if self.name is None else f"{self.name}:{self.version}"
-
-    @property
-    def partition_keys(self) -> list[str]:
-        """The column names that ``partition_format`` takes from file paths."""
-        return PARTITION_KEY.findall(self._definition.get("partition_format") or "")
-
-    # -- specs, fingerprints, registration --------------------------------------------------
-
-    def to_spec(self) -> dict[str, Any]:
-        """A complete JSON-able description; :meth:`from_spec` rebuilds the dataset from it."""
-        return {
-            **copy.deepcopy(self._definition),
-            "name": self.name,
-            "version": self.version,
-            "description": self.description,
-            "tags": dict(self.tags),
-        }
+    # -- specs and registration -------------------------------------------------------------
 
     @staticmethod
     def from_spec(spec: dict[str, Any], workspace: Workspace | None = None) -> Dataset:
@@ -94,45 +60,6 @@ class Dataset:
         dataset.name, dataset.version = meta["name"], meta["version"]
         dataset.description, dataset.tags = meta["description"], meta["tags"] or {}
         return dataset
-
-    def _source_files(self) -> Iterator[str]:
-        """Every file the patterns match, sorted, each once, before take/skip/sample."""
-        streams = [
-            iter_source_files(source, self.workspace) for source in self._definition["sources"]
-        ]
-        merged = heapq.merge(*streams, key=sort_key) if len(streams) > 1 else streams[0]
-        previous = None
-        for path in merged:
-            if path != previous:
-                yield path
-            previous = path
-
-    def _storage(self) -> dict[str, dict]:
-        return {
-            source["datastore"]["root"]: Datastore.from_spec(source["datastore"]).storage_options
-            for source in self._definition["sources"]
-            if "datastore" in source and source["datastore"]["datastore_type"] != "Local"
-        }
-
-    def fingerprint(self) -> str:
-        """sha256 over the definition and each file's path, size and modification time."""
-        digest = hashlib.sha256(json.dumps(self._definition, sort_keys=True).encode())
-        storage = self._storage()
-        # A blob's size and time come from the listings, not a request per blob.
-        infos: dict[str, dict] = {}
-        for source in self._definition["sources"]:
-            if "datastore" in source and source["datastore"]["datastore_type"] != "Local":
-                infos.update(Datastore.from_spec(source["datastore"]).blob_infos(source["path"]))
-        for path in self._source_files():
-            if "://" in path:
-                info = infos.get(path) or filesystem_for(path, storage).info(path)
-                stamp = f"{info.get('size')}\0{info.get('last_modified') or info.get('etag')}"
-            else:
-                stat = os.stat(path)
-                stamp = f"{stat.st_size}\0{stat.st_mtime_ns}"
-            # surrogateescape: a file name that is not UTF-8 counts by its own bytes.
-            digest.update(f"{path}\0{stamp}\n".encode("utf-8", "surrogateescape"))
-        return digest.hexdigest()
 
     def register(
         self,
@@ -186,65 +113,23 @@ class Dataset:
             raise ValueError(f'id must look like "name:version"; got {id!r}')
         return Dataset.get_by_name(workspace, name, int(version))
 
-    # -- take, skip, sample -----------------------------------------------------------------
-
-    def _with_transform(self, transform: list) -> Dataset:
-        definition = copy.deepcopy(self._definition)
-        definition["transforms"].append(transform)
-        return type(self)(definition, self.workspace)
-
-    def take(self, count: int) -> Dataset:
-        """A new dataset with the first ``count`` files or records."""
-        return self._with_transform(["take", _count("count", count)])
-
-    def skip(self, count: int) -> Dataset:
-        """A new dataset without the first ``count`` files or records."""
-        return self._with_transform(["skip", _count("count", count)])
-
-    def take_sample(self, probability: float, seed: int | None = None) -> Dataset:
-        """A new dataset keeping each file or record with ``probability``.
-
-        The sample is the same every time for the same ``seed``; without one a seed is drawn
-        now and kept in the definition, so the sample still never changes.
-        """
-        if isinstance(probability, bool) or not isinstance(probability, (int, float)):
-            raise ValueError(f"probability must be a number in [0, 1]; got {probability!r}")
-        if not 0 <= probability <= 1:
-            raise ValueError(f"probability must be a number in [0, 1]; got {probability!r}")
-        if seed is None:
-            seed = random.randrange(2**31)
-        elif isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int or None; got {seed!r}")
-        return self._with_transform(["sample", float(probability), seed])
-
     # -- consumption in a pipeline ----------------------------------------------------------
 
     def as_named_input(self, name: str) -> DatasetConsumptionConfig:
         """This dataset as the step input ``name``."""
-        from .pipeline_inputs import DatasetConsumptionConfig
-
         return DatasetConsumptionConfig(name, self)
 
     def as_mount(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
         """This dataset as an input whose files are read where they are."""
-        from .pipeline_inputs import DatasetConsumptionConfig
-
         return DatasetConsumptionConfig(
             self.name or "dataset", self, mode="mount", path_on_compute=path_on_compute
         )
 
     def as_download(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
         """This dataset as an input whose files are copied before the step runs."""
-        from .pipeline_inputs import DatasetConsumptionConfig
-
         return DatasetConsumptionConfig(
             self.name or "dataset", self, mode="download", path_on_compute=path_on_compute
         )
-
-    def __repr__(self) -> str:
-        sources = [s.get("path") for s in self._definition["sources"]]
-        label = f"name={self.name!r}, version={self.version}, " if self.name else ""
-        return f"{type(self).__name__}({label}sources={sources})"
 
 
 class FileDataset(Dataset):
@@ -254,10 +139,7 @@ class FileDataset(Dataset):
 
     def iter_files(self) -> Iterator[str]:
         """The files, as absolute paths (URLs for blob datastores), sorted, as a stream."""
-        files = self._source_files()
-        for transform in self._definition["transforms"]:
-            files = _apply(files, transform)
-        return files
+        return self._transformed_files()
 
     def mount_root(self) -> str:
         """The folder the files are under, as a mount of this dataset would show it."""
@@ -366,34 +248,8 @@ class TabularDataset(Dataset):
         options = self.read_options()
         frames = [read_records(path, self.format, options) for path in self._source_files()]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        for transform in self._definition["transforms"]:
-            if transform[0] == "take":
-                frame = frame.iloc[: transform[1]]
-            elif transform[0] == "skip":
-                frame = frame.iloc[transform[1] :]
-            else:
-                frame = frame[_sample_mask(len(frame), transform[1], transform[2])]
-        return frame.reset_index(drop=True)
+        return self._transformed_frame(frame)
 
 
-# -- take, skip and sample over files and records ---------------------------------------------
-
-
-def _count(parameter: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{parameter} must be an int >= 0; got {value!r}")
-    return value
-
-
-def _apply(files: Iterator[str], transform: list) -> Iterator[str]:
-    if transform[0] == "take":
-        return itertools.islice(files, transform[1])
-    if transform[0] == "skip":
-        return itertools.islice(files, transform[1], None)
-    draw = random.Random(transform[2]).random
-    return (path for path in files if draw() < transform[1])
-
-
-def _sample_mask(length: int, probability: float, seed: int) -> list[bool]:
-    draw = random.Random(seed).random
-    return [draw() < probability for _ in range(length)]
+Dataset.File = FileDatasetFactory(FileDataset)
+Dataset.Tabular = TabularDatasetFactory(TabularDataset)

@@ -1,18 +1,22 @@
 """Dataset.File and Dataset.Tabular: the factories that check a user's arguments and build
 the definition of a new dataset from them (as Azure's ``azureml.data.dataset_factory``).
 
-``dataset.py`` imports this module to give ``Dataset`` its ``File`` and ``Tabular``, so the
-dataset classes are imported here where a dataset is made, not at the top.
+``dataset.py`` makes ``Dataset.File`` and ``Dataset.Tabular`` from these factories, handing
+each the class it makes: a factory checks the arguments and builds the definition, and the
+class it was given turns that into a dataset.
 """
 
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .column_types import SAMPLE_BYTES, infer_types, type_spec
 from .dataset_source import describe_source, iter_source_files, source_from_path
+from .datastore import Datastore
 from .records import PARTITION_KEY
+from .storage import open_file
 
 if TYPE_CHECKING:
     from .dataset import FileDataset, TabularDataset
@@ -22,11 +26,23 @@ _INVALID_LINES = ("error", "drop")
 
 
 class FileDatasetFactory:
-    """``Dataset.File``: makes :class:`FileDataset` objects."""
+    """``Dataset.File``: makes :class:`FileDataset` objects.
 
-    @staticmethod
+    Parameters
+    ----------
+    make : callable
+        The dataset class, called with the definition of each new dataset.
+    """
+
+    def __init__(self, make: Callable[[dict[str, Any]], FileDataset]) -> None:
+        self._make = make
+
     def from_files(
-        path: Any, validate: bool = True, partition_format: str | None = None, is_file: bool = False
+        self,
+        path: Any,
+        validate: bool = True,
+        partition_format: str | None = None,
+        is_file: bool = False,
     ) -> FileDataset:
         """A dataset of the files at ``path``.
 
@@ -41,17 +57,23 @@ class FileDatasetFactory:
         is_file : bool, default False
             Accepted for Azure compatibility.
         """
-        from .dataset import FileDataset
-
-        definition = _definition("file", path, validate, partition_format)
-        return FileDataset(definition)
+        return self._make(_definition("file", path, validate, partition_format))
 
 
 class TabularDatasetFactory:
-    """``Dataset.Tabular``: makes :class:`TabularDataset` objects."""
+    """``Dataset.Tabular``: makes :class:`TabularDataset` objects.
 
-    @staticmethod
+    Parameters
+    ----------
+    make : callable
+        The dataset class, called with the definition of each new dataset.
+    """
+
+    def __init__(self, make: Callable[[dict[str, Any]], TabularDataset]) -> None:
+        self._make = make
+
     def from_delimited_files(
+        self,
         path: Any,
         validate: bool = True,
         include_path: bool = False,
@@ -92,11 +114,11 @@ class TabularDatasetFactory:
             "support_multi_line": bool(support_multi_line),
             "empty_as_string": bool(empty_as_string),
         }
-        return _tabular(path, validate, partition_format, "delimited", options, include_path,
-                        set_column_types)  # fmt: skip
+        return self._make(_tabular(path, validate, partition_format, "delimited", options,
+                                   include_path, set_column_types))  # fmt: skip
 
-    @staticmethod
     def from_parquet_files(
+        self,
         path: Any,
         validate: bool = True,
         include_path: bool = False,
@@ -104,11 +126,11 @@ class TabularDatasetFactory:
         partition_format: str | None = None,
     ) -> TabularDataset:
         """A table from Parquet files (``path`` as in ``Dataset.File.from_files``)."""
-        return _tabular(path, validate, partition_format, "parquet", {}, include_path,
-                        set_column_types)  # fmt: skip
+        return self._make(_tabular(path, validate, partition_format, "parquet", {},
+                                   include_path, set_column_types))  # fmt: skip
 
-    @staticmethod
     def from_json_lines_files(
+        self,
         path: Any,
         validate: bool = True,
         include_path: bool = False,
@@ -122,8 +144,8 @@ class TabularDatasetFactory:
         if invalid_lines not in _INVALID_LINES:
             raise ValueError(f'invalid_lines must be "error" or "drop"; got {invalid_lines!r}')
         options = {"invalid_lines": invalid_lines, "encoding": _encoding(encoding)}
-        return _tabular(path, validate, partition_format, "json_lines", options, include_path,
-                        set_column_types)  # fmt: skip
+        return self._make(_tabular(path, validate, partition_format, "json_lines", options,
+                                   include_path, set_column_types))  # fmt: skip
 
 
 # -- building definitions -----------------------------------------------------------------------
@@ -141,6 +163,7 @@ def _encoding(encoding: str) -> str:
 
 
 def _tabular(path, validate, partition_format, fmt, options, include_path, set_column_types):
+    """The definition of a table: ``_definition``'s, with its format and read options."""
     if set_column_types is not None and not (
         isinstance(set_column_types, dict) and all(isinstance(k, str) for k in set_column_types)
     ):
@@ -151,12 +174,10 @@ def _tabular(path, validate, partition_format, fmt, options, include_path, set_c
     given = {column: type_spec("set_column_types", column, value)
              for column, value in (set_column_types or {}).items()}  # fmt: skip
     options = {**options, "include_path": bool(include_path), "set_column_types": given}
-    from .dataset import TabularDataset
-
     definition = _definition("tabular", path, validate, partition_format)
     if fmt == "delimited" and options["infer_column_types"]:
         options["column_types"] = _inferred_types(definition["sources"], options)
-    return TabularDataset({**definition, "format": fmt, "options": options})
+    return {**definition, "format": fmt, "options": options}
 
 
 def _inferred_types(sources: list[dict], options: dict[str, Any]) -> dict[str, dict]:
@@ -165,9 +186,6 @@ def _inferred_types(sources: list[dict], options: dict[str, Any]) -> dict[str, d
     encoding leaves the types to pandas at each read."""
     if codecs.lookup(options["encoding"]).name.startswith(("utf-16", "utf-32")):
         return {}
-    from .datastore import Datastore
-    from .storage import open_file
-
     for source in sources:
         datastore = source.get("datastore")
         storage = None

@@ -10,16 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .abstract_dataset import AbstractDataset
+
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _DATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCALARS = str | int | float | bool
 
 
 def is_dataset(value: Any) -> bool:
-    """Whether ``value`` is a FileDataset or a TabularDataset."""
-    from .dataset import FileDataset, TabularDataset
-
-    return isinstance(value, FileDataset | TabularDataset)
+    """Whether ``value`` is a FileDataset or a TabularDataset (a dataset of a kind)."""
+    return isinstance(value, AbstractDataset) and bool(value._type)
 
 
 def require_type(value: Any, kinds: Any, what: str, expected: str) -> Any:

@@ -22,6 +22,7 @@ NAME = "jupyter_parallelrun"
 
 #: The public objects and the code that makes them: what the engine must not import.
 API = {
+    "abstract_dataset",
     "cli",
     "command_line",
     "compute",
@@ -40,6 +41,7 @@ API = {
     "environment_sections",
     "magics",
     "model",
+    "partitioned_copy",
     "pipeline",
     "pipeline_inputs",
     "run",
@@ -88,7 +90,6 @@ INTO_ENGINE = {
 VIEWS_TO_OTHERS = {("progress", "datastore")}
 #: The import circles, each as its sorted modules.
 CIRCLES = [
-    ["dataset", "dataset_factory", "dataset_partition", "pipeline_inputs"],
     [
         "compute",
         "config",
