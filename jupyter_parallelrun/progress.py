@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .datastore import Datastore
 from .store import FINAL_STATUSES, RunStore
 from .store_lease import lost_runner_error
 
+#: The registry kind datastores are stored under (``datastore.py``'s ``KIND``).
+DATASTORE_KIND = "datastore"
 #: How the views colour a status: one tone per kind of outcome, so "Completed with failed
 #: items" does not look like a clean "Completed".
 TONES = {
@@ -286,16 +288,22 @@ class RunWatcher:
             time.sleep(interval)
 
 
-def output_folder(workspace: Any, step_spec: dict[str, Any]) -> str | None:
-    """The local folder of a step run's output, or None when its datastore is not local."""
+def output_folder(store: RunStore, step_spec: dict[str, Any]) -> str | None:
+    """The local folder of a step run's output, or None when its datastore is not local.
+
+    Read from the run store alone: the step's description holds the folder resolved at
+    submit; a step stored before descriptions had one names its datastore, whose registered
+    root the store holds.
+    """
     output = step_spec.get("output")
     if not output:
         return None
-    try:
-        store = Datastore.get(workspace, output["datastore"])
-        return str(store.local_path(output["path_on_datastore"]))
-    except (ValueError, KeyError):
+    if "folder" in output:
+        return output["folder"] if output["datastore_type"] == "Local" else None
+    found = store.lookup(DATASTORE_KIND, output["datastore"])
+    if found is None or found[1]["datastore_type"] != "Local":
         return None
+    return str(Path(found[1]["root"], str(output["path_on_datastore"] or "").lstrip("/")))
 
 
 def _duration(seconds: float | None) -> str:

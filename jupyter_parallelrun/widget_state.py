@@ -132,7 +132,7 @@ def _step_view(
         {k: w[k] for k in w if k not in ("run_id", "error")} | {"error": _clip(w["error"], 300)}
         for w in step["workers"]
     ]
-    folder = output_folder(ws, spec)
+    folder = output_folder(store, spec)
     output_file = None
     if folder and config.get("output_action") == "append_row":
         output_file = str(Path(folder) / config["append_row_file_name"])

@@ -87,7 +87,7 @@ INTO_ENGINE = {
     ("step_plan", "engine.step_input"),
 }
 #: Modules the views import besides the store, the shared modules and one another.
-VIEWS_TO_OTHERS = {("progress", "datastore")}
+VIEWS_TO_OTHERS: set[tuple[str, str]] = set()
 #: The import circles, each as its sorted modules.
 CIRCLES = [
     [
