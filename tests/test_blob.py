@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ECHO_SCRIPT, submit_step
+from conftest import ECHO_SCRIPT, output_rows, submit_step
 
 from jupyter_parallelrun import (
     Dataset,
@@ -382,3 +382,80 @@ def test_partition_keys_of_blob_paths_group_downloaded_files(
     out = step_run.get_output_data("scores")
     rows = (out.datastore.local_path(out.path_on_datastore) / "parallel_run_step.txt").read_text()
     assert sorted(rows.splitlines()) == ["ann 3 3", "bob 1 2"]
+
+
+DOWNLOADING_SCRIPT = """
+import os, tempfile
+
+def init():
+    pass
+
+def run(mini_batch, mini_batch_context):
+    # The partition's own dataset reaches the container with the datastore's credentials.
+    got = mini_batch_context.dataset.download(tempfile.mkdtemp())
+    user = mini_batch_context.partition_key_value["user"]
+    return [f"{user} {sum(int(open(p).read()) for p in got)} {len(mini_batch)}"]
+"""
+
+TABLE_SCRIPT = """
+def init():
+    pass
+
+def run(mini_batch):
+    return [f"{row.name} {row.value}" for row in mini_batch.itertuples()]
+"""
+
+
+def _stored_specs(ws, run_id: str) -> list[dict]:
+    rows = ws.store._connect().execute(
+        "SELECT spec FROM mini_batches WHERE run_id=? ORDER BY mb_id", (run_id,)
+    )
+    return [json.loads(row["spec"]) for row in rows]
+
+
+def _assert_no_credentials(ws, step_id: str, secrets: list[str]) -> None:
+    """No stored or logged mini-batch, and no stored error, carries a credential."""
+    db = ws.store._connect()
+    kept = [row["spec"] for row in db.execute("SELECT spec FROM mini_batches")]
+    kept += [" ".join(map(str, row)) for row in db.execute("SELECT * FROM errors")]
+    kept += [p.read_text() for p in (ws.path / "runs").glob("*/logs/mini_batches.jsonl")]
+    assert _stored_specs(ws, step_id), "no mini-batch was stored"
+    for secret in [*secrets, "AccountKey=", "SharedAccessSignature="]:
+        assert not any(secret in text for text in kept), f"{secret[:12]}... was stored"
+
+
+def test_blob_credentials_go_to_each_worker_once_and_into_no_stored_mini_batch(
+    ws, azurite, container, tmp_path, write_script
+):
+    writer = register(ws, azurite, container, name="writer")
+    for user, count in (("ann", 3), ("bob", 2)):
+        upload_items(writer, tmp_path, count, target=f"users/{user}")
+    sas = azurite.container_sas(container, "rl")
+    by_sas = register(ws, azurite, container, name="by_sas", sas_token=sas)
+    files = Dataset.File.from_files(
+        path=by_sas.path("users/*/*.txt"), partition_format="users/{user}/*.txt"
+    )
+    run = submit_step(
+        ws, write_script(DOWNLOADING_SCRIPT), files, mini_batch_size=None, partition_keys=["user"]
+    )
+    assert run.wait_for_completion(raise_on_error=False) == "Completed", run.get_details()
+    step_run = run.find_step_run("score-step")[0]
+    assert sorted(output_rows(run)) == ["ann 3 3", "bob 1 2"]
+    for spec in _stored_specs(ws, step_run.id):  # the roots it reads, not how to reach them
+        assert spec["storage"] == [f"az://{container}"], spec
+        assert [d["name"] for d in spec["datastores"]] == ["by_sas"], spec
+
+    table = tmp_path / "table"
+    table.mkdir()
+    for part in range(2):
+        lines = [f"n{part}_{i},{i}" for i in range(20)]
+        (table / f"part_{part}.csv").write_text("name,value\n" + "\n".join(lines) + "\n")
+    writer.upload(table, target_path="table", show_progress=False)
+    rows = Dataset.Tabular.from_delimited_files(path=writer.path("table/*.csv"))
+    run = submit_step(ws, write_script(TABLE_SCRIPT), rows, mini_batch_size="1KB")
+    assert run.wait_for_completion(raise_on_error=False) == "Completed", run.get_details()
+    expected = [f"n{part}_{i} {i}" for part in range(2) for i in range(20)]
+    assert sorted(output_rows(run)) == sorted(expected)
+    step_run = run.find_step_run("score-step")[0]
+    assert len(_stored_specs(ws, step_run.id)) >= 2
+    _assert_no_credentials(ws, step_run.id, [azurite.account_key, sas])

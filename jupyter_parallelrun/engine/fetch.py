@@ -22,6 +22,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from .credentials import with_credentials
+
 #: Mini-batches whose files are downloaded ahead of the one ``run()`` works on.
 FETCH_AHEAD = 2
 
@@ -57,10 +59,14 @@ class Inbox:
         Has ``recv()`` (the worker's ``_Channel``); only this inbox may read from it.
     cache_dir : str
         Where this worker's downloads go; each mini-batch gets a folder below it.
+    credentials : dict, optional
+        The step's blob credentials, given to this worker once at its start; each mini-batch
+        spec names only the datastores it reads, and gets them back here (see credentials.py).
     """
 
-    def __init__(self, channel: Any, cache_dir: str) -> None:
+    def __init__(self, channel: Any, cache_dir: str, credentials: dict | None = None) -> None:
         self.channel, self.cache_dir = channel, cache_dir
+        self.credentials = credentials or {}
         self._queued: deque[list] = deque()  # [message, Fetched or None], oldest first
         self._ready = threading.Condition()
         self._pool: ThreadPoolExecutor | None = None
@@ -73,6 +79,8 @@ class Inbox:
                 message = self.channel.recv()
             except BaseException as error:  # noqa: BLE001 - handed to the main loop to raise
                 message = ("__failed__", error)
+            if message[0] == "mb" and self.credentials:
+                message = (*message[:2], with_credentials(message[2], self.credentials))
             with self._ready:
                 self._queued.append([message, None])
                 self._start_ahead()

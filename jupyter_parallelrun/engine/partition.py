@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..dataset import FileDataset, TabularDataset
 from ..settings import mini_batch_size_for
 from ..storage import open_file
+from .credentials import without_credentials
 from .key_partitions import path_partition_batches
 from .mini_batch import MiniBatch
 
@@ -87,7 +88,8 @@ def iter_mini_batches(
     else:
         batches = _tabular_batches(dataset, size)
     for mb_id, (spec, n_items) in enumerate(batches):
-        yield MiniBatch(mb_id, spec, n_items)
+        # Specs are stored and logged for good: credentials go to the workers once instead.
+        yield MiniBatch(mb_id, without_credentials(spec), n_items)
 
 
 def _scratch(scratch_dir: str | Path | None, why: str) -> Path:

@@ -25,6 +25,7 @@ from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 from . import python_path
 from .backends import Backend, UnknownBackend, WorkerSettings, make_backend
 from .budget import Budget, StepCanceled, StepFailed
+from .credentials import step_credentials
 from .error_text import MAX_MESSAGE_CHARS, shorten
 from .lease import RunnerLease
 from .logs import StepLogs
@@ -207,6 +208,8 @@ def _schedule(
         "output_dir": str(out_dir),
         # Blob files of the mini-batches are downloaded here by the workers (see fetch.py).
         "cache_dir": str(ws.path / "runs" / run_id / "cache"),
+        # Once per worker, not in every mini-batch spec (see credentials.py).
+        "credentials": step_credentials(dataset),
         "output_action": config["output_action"],
         "logging_level": config.get("logging_level", "INFO"),
         "resource_monitor_interval": 5 if interval is None else interval,

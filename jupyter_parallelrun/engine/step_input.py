@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .budget import StepFailed
+from .credentials import without_credentials
 from .mini_batch import describe
 from .partition import iter_mini_batches
 
@@ -123,7 +124,7 @@ def not_committed(mini_batches, committed: dict[int, dict]):
         record = committed.get(mb.id)
         if record is None:
             yield mb
-        elif json.loads(json.dumps(mb.spec)) != record["spec"]:
+        elif json.loads(json.dumps(mb.spec)) != without_credentials(record["spec"]):
             raise StepFailed(
                 f"the input changed since this run started: mini-batch {mb.id} was "
                 f"{describe(record['spec'])}, now it is {describe(mb.spec)}; resuming would skip "

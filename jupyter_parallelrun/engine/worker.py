@@ -254,7 +254,9 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
 
     append_rows = spec.get("output_action", "append_row") == "append_row"
     cache_dir = spec.get("cache_dir") or os.path.join(tempfile.gettempdir(), "parallelrun-cache")
-    inbox = Inbox(channel, os.path.join(cache_dir, f"{name}-{os.getpid()}"))
+    inbox = Inbox(
+        channel, os.path.join(cache_dir, f"{name}-{os.getpid()}"), spec.get("credentials")
+    )
     while True:
         message, fetched = inbox.recv()
         if message[0] == "stop":
