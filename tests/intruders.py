@@ -3,7 +3,8 @@
 ``as_nobody`` runs a scan as the user ``nobody`` (root is needed to become it); ``knock`` tries
 a live runner's listener the ways a port scan, a wrong key and an idle peer do; ``KEY_SCRIPT``
 is an entry script whose ``run()`` hands the test the step's key (found in the worker's own
-frames, where only the process itself can see it) and then waits for a go-ahead.
+frames, where only the process itself can see it) and then waits for a go-ahead;
+``besieged_run`` submits a run of it, local or on Dask, and lays ``besiege`` to it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from multiprocessing.connection import AuthenticationError, Client
 from pathlib import Path
 
 import pytest
+from conftest import assert_guarantee, file_dataset, submit_step
+
+from jupyter_parallelrun.engine.listener import HANDSHAKE_ENV
 
 KEY_SCRIPT = """
 import os
@@ -52,6 +56,13 @@ def run(mini_batch):
             os._exit(3)
     return [f"{os.path.basename(p)}\\t{os.getpid()}" for p in mini_batch]
 """
+
+#: Seconds a connection has to say hello in the sieges (HANDSHAKE_ENV): each siege waits this
+#: long for a silent peer to be dropped. Worker handshakes take milliseconds; the workers'
+#: start-up (imports, init()) is not part of it.
+HANDSHAKE_SECONDS = 3
+#: The items of a besieged run.
+ITEMS = [f"item_{i:03d}.txt" for i in range(8)]
 
 # Run as nobody: every process's command line (and environment, where readable) searched for
 # the key in the forms it could take, and the files given tried for reading.
@@ -261,3 +272,49 @@ def skip_if_nobody_untested() -> None:
     missing = nobody_missing()
     if missing:
         pytest.skip(f"{missing}: the listener was tested, not what other users can see")
+
+
+def besieged_run(
+    ws, write_script, files, folder: Path, monkeypatch, *, workers: int = 2, **config
+) -> tuple:
+    """Submit a run of ``KEY_SCRIPT`` over 8 items on ``workers`` processes (local, or as the
+    ``config`` places them) and lay :func:`besiege` to it; returns the run and its key.
+
+    The runner takes its handshake deadline from the environment (``HANDSHAKE_SECONDS``); the
+    workers keep the default ``heartbeat_timeout``, so a loaded machine does not lose them.
+    """
+    (folder / "keys").mkdir(parents=True)
+    monkeypatch.setenv(HANDSHAKE_ENV, str(HANDSHAKE_SECONDS))
+    config = {"node_count": 1, "process_count_per_node": workers, **config}
+    run = submit_step(
+        ws,
+        write_script(KEY_SCRIPT),
+        file_dataset(files(len(ITEMS))),
+        mini_batch_size=1,
+        run_max_try=2,
+        run_invocation_timeout=300,
+        environment_variables={
+            "KEY_FOLDER": str(folder / "keys"),
+            "GO_FILE": str(folder / "go"),
+            "CRASH_ITEM": "item_005.txt",
+        },
+        **config,
+    )
+    monkeypatch.delenv(HANDSHAKE_ENV)
+    key = besiege(ws, run, folder, workers=workers, handshake_timeout=HANDSHAKE_SECONDS)
+    return run, key
+
+
+def assert_all_workers_served(ws, run, peer: str = "") -> None:
+    """Every item done once, both workers stopped cleanly, the crashed one's replacement got in
+    after the siege, and each kind of stranger (``peer``: where they came from) was logged."""
+    assert assert_guarantee(run, ITEMS).done == set(ITEMS)
+    step = run.find_step_run("score-step")[0]
+    workers = ws.store.workers(step.id)
+    assert [(w["state"], w["error"]) for w in workers] == [("stopped", None)] * 2
+    assert sum(w["restarts"] for w in workers) == 1
+    log = (ws.path / "runs" / step.id / "logs" / "runner.txt").read_text()
+    refused = [line for line in log.splitlines() if f"refused a connection from {peer}" in line]
+    assert len(refused) >= 4, log
+    assert any("wrong authkey" in line for line in refused), log
+    assert any(f"within {HANDSHAKE_SECONDS}s ({HANDSHAKE_ENV})" in line for line in refused), log

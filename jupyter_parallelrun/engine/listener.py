@@ -31,6 +31,25 @@ from typing import Any
 #: Handshakes in progress at once; a connection beyond that is closed at once (and logged), so
 #: a flood of idle connections cannot take a thread each.
 MAX_HANDSHAKES = 64
+#: Sets the seconds a connection has to authenticate and say hello, in place of the run's
+#: ``heartbeat_timeout``: shorter drops strangers sooner (the tests' sieges take seconds, not a
+#: minute); longer lets workers on a slow link in.
+HANDSHAKE_ENV = "JUPYTER_PARALLELRUN_HANDSHAKE_SECONDS"
+
+
+def handshake_seconds(default: float) -> tuple[float, str]:
+    """The handshake deadline, and what set it: ``HANDSHAKE_ENV`` when given, else ``default``
+    (the run's heartbeat_timeout)."""
+    value = os.environ.get(HANDSHAKE_ENV)
+    if not value:
+        return float(default), "heartbeat_timeout"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{HANDSHAKE_ENV} must be a positive number of seconds; got {value!r}")
+    return seconds, HANDSHAKE_ENV
 
 
 class _Deadline:
@@ -91,7 +110,8 @@ class WorkerListener:
     names : iterable of str
         The worker names a hello may carry.
     handshake_timeout : float
-        Seconds a connection has to authenticate and say hello.
+        Seconds a connection has to authenticate and say hello, unless ``HANDSHAKE_ENV`` sets
+        them.
 
     Notes
     -----
@@ -104,7 +124,7 @@ class WorkerListener:
         self, family: str, address: Any, names: list[str], handshake_timeout: float
     ) -> None:
         self.authkey = secrets.token_bytes(32)
-        self.handshake_timeout = float(handshake_timeout)
+        self.handshake_timeout, self._set_by = handshake_seconds(handshake_timeout)
         self._names = frozenset(names)
         # A socket of its own rather than a multiprocessing Listener, whose accept() runs the
         # handshake on the accept thread (one silent peer would block every later worker) and
@@ -179,7 +199,7 @@ class WorkerListener:
             if not deadline.disarm():
                 reason = (
                     f"did not authenticate and say hello within {self.handshake_timeout:g}s "
-                    "(heartbeat_timeout)"
+                    f"({self._set_by})"
                 )
             if reason is None:
                 self._events.put((*hello[1:], conn))

@@ -11,68 +11,31 @@ import os
 import sys
 import time
 from multiprocessing.connection import Client
-from pathlib import Path
 
 import pytest
-from conftest import assert_guarantee, file_dataset, submit_step
-from intruders import KEY_SCRIPT, besiege, half_open, knock, skip_if_nobody_untested
+from intruders import (
+    assert_all_workers_served,
+    besieged_run,
+    half_open,
+    knock,
+    skip_if_nobody_untested,
+)
 
 from jupyter_parallelrun import Environment
 from jupyter_parallelrun.engine import listener as listener_module
-from jupyter_parallelrun.engine.listener import WorkerListener
-
-HANDSHAKE_TIMEOUT = 15  # the run's heartbeat_timeout: a loaded machine starts workers slowly
+from jupyter_parallelrun.engine.listener import HANDSHAKE_ENV, WorkerListener
 
 
-def names(count: int) -> list[str]:
-    return [f"item_{i:03d}.txt" for i in range(count)]
-
-
-def _besieged_run(ws, write_script, files, folder: Path, **config):
-    (folder / "keys").mkdir(parents=True)
-    run = submit_step(
-        ws,
-        write_script(KEY_SCRIPT),
-        file_dataset(files(8)),
-        mini_batch_size=1,
-        node_count=1,
-        process_count_per_node=2,
-        run_max_try=2,
-        run_invocation_timeout=300,
-        heartbeat_timeout=HANDSHAKE_TIMEOUT,
-        environment_variables={
-            "KEY_FOLDER": str(folder / "keys"),
-            "GO_FILE": str(folder / "go"),
-            "CRASH_ITEM": "item_005.txt",
-        },
-        **config,
-    )
-    besiege(ws, run, folder, workers=2, handshake_timeout=HANDSHAKE_TIMEOUT)
-    return run
-
-
-def _assert_all_workers_served(ws, run) -> None:
-    assert assert_guarantee(run, names(8)).done == set(names(8))
-    step = run.find_step_run("score-step")[0]
-    workers = ws.store.workers(step.id)
-    assert [(w["state"], w["error"]) for w in workers] == [("stopped", None)] * 2
-    # The crashed worker was replaced after the intruders came, and its replacement got in.
-    assert sum(w["restarts"] for w in workers) == 1
-    log = (ws.path / "runs" / step.id / "logs" / "runner.txt").read_text()
-    refused = [line for line in log.splitlines() if "refused a connection from" in line]
-    assert len(refused) >= 4, log
-    assert any("wrong authkey" in line for line in refused), log
-    assert any(f"within {HANDSHAKE_TIMEOUT}s" in line for line in refused), log
+def test_a_local_run_survives_strangers_on_its_socket(
+    open_ws, write_script, files, tmp_path, monkeypatch
+):
+    run, _ = besieged_run(open_ws, write_script, files, tmp_path / "siege", monkeypatch)
+    assert_all_workers_served(open_ws, run)
     skip_if_nobody_untested()
 
 
-def test_a_local_run_survives_strangers_on_its_socket(open_ws, write_script, files, tmp_path):
-    run = _besieged_run(open_ws, write_script, files, tmp_path / "siege")
-    _assert_all_workers_served(open_ws, run)
-
-
 def test_a_worker_under_another_interpreter_gets_its_key_unseen(
-    open_ws, write_script, files, tmp_path
+    open_ws, write_script, files, tmp_path, monkeypatch
 ):
     # A different path to a Python makes the backend exec it, with the arguments on stdin.
     interpreter = tmp_path / "python"
@@ -80,8 +43,10 @@ def test_a_worker_under_another_interpreter_gets_its_key_unseen(
     interpreter.chmod(0o755)
     env = Environment("other-python")
     env.python.interpreter_path = str(interpreter)
-    run = _besieged_run(open_ws, write_script, files, tmp_path / "siege", environment=env)
-    _assert_all_workers_served(open_ws, run)
+    folder = tmp_path / "siege"
+    run, _ = besieged_run(open_ws, write_script, files, folder, monkeypatch, environment=env)
+    assert_all_workers_served(open_ws, run)
+    skip_if_nobody_untested()
 
 
 def _events(listener, count: int, timeout: float = 30) -> list:
@@ -135,3 +100,13 @@ def test_connections_beyond_the_handshakes_in_progress_are_closed_at_once(monkey
     finally:
         silent.close()
         listener.close()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "nan", "inf"])
+def test_a_handshake_deadline_that_is_no_time_is_refused_naming_it(value, monkeypatch):
+    monkeypatch.setenv(HANDSHAKE_ENV, value)
+    with pytest.raises(ValueError) as raised:
+        WorkerListener("AF_UNIX", None, ["process000"], handshake_timeout=60)
+    assert str(raised.value) == (
+        f"{HANDSHAKE_ENV} must be a positive number of seconds; got {value!r}"
+    )
