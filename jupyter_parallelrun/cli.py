@@ -72,6 +72,14 @@ def config_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def submit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -> Any:
     """Submit a one-step pipeline from parsed ``submit`` arguments; returns the PipelineRun."""
+    experiment, pipeline = step_pipeline(args, ws, namespace)
+    return experiment.submit(pipeline)
+
+
+def step_pipeline(
+    args: argparse.Namespace, ws: Any, namespace: dict | None = None
+) -> tuple[Any, Any]:
+    """The Experiment and the one-step Pipeline that parsed ``submit`` arguments describe."""
     from .config import ParallelRunConfig
     from .pipeline import ParallelRunStep, Pipeline, PipelineData
     from .run import Experiment
@@ -94,8 +102,7 @@ def submit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -> 
         arguments=args.arguments or [],
         allow_reuse=not args.no_reuse,
     )
-    experiment = Experiment(ws, args.experiment or name)
-    return experiment.submit(Pipeline(workspace=ws, steps=[step]))
+    return Experiment(ws, args.experiment or name), Pipeline(workspace=ws, steps=[step])
 
 
 def runs_table(ws: Any, experiment: str | None = None, limit: int = 20) -> str:

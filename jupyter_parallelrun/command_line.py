@@ -93,6 +93,39 @@ CONFIG_FLAGS = (
         f"the workers' log level: WARNING, INFO or DEBUG (default: {_DEFAULT.logging_level})",
     ),
     (
+        "--heartbeat-timeout",
+        "heartbeat_timeout",
+        str,
+        "seconds a worker process may stay silent outside run() before it is replaced "
+        f"(default: {_DEFAULT.heartbeat_timeout})",
+    ),
+    (
+        "--progress-update-timeout",
+        "progress_update_timeout",
+        str,
+        "seconds without a finished mini-batch that mean a stuck job (default: no limit)",
+    ),
+    (
+        "--first-task-creation-timeout",
+        "first_task_creation_timeout",
+        str,
+        "seconds for a first worker to finish init() before the step fails "
+        f"(default: {_DEFAULT.first_task_creation_timeout})",
+    ),
+    (
+        "--task-overhead-timeout",
+        "task_overhead_timeout",
+        str,
+        "seconds added to each run() call's limit for loading its input (default: none)",
+    ),
+    (
+        "--resource-monitor-interval",
+        "resource_monitor_interval",
+        str,
+        "seconds between CPU and memory samples of each process; 0 turns them off "
+        f"(default: {_DEFAULT.resource_monitor_interval})",
+    ),
+    (
         "--compute",
         "compute_target",
         str,
