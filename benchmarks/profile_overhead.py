@@ -13,8 +13,11 @@ run without profilers is given too.
 from __future__ import annotations
 
 import cProfile
+import importlib
+import inspect
 import os
 import pstats
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,44 +26,101 @@ from common import DATA, Target, TreeMemory, echo_files_job, submit_and_watch, w
 from w2_overhead import files_input
 
 TARGET_WORKER_US = 200
+PACKAGE = "jupyter_parallelrun"
+ENGINE = f"{PACKAGE}.engine"
 
-#: (label, file name ending, function name) of the functions reported for the scheduler.
+#: (label, function) of the parts reported for the scheduler's thread. A function is named by
+#: where it is defined, ``module:qualified.name``, and found by its code object, so that a move
+#: or a rename makes :func:`profiled_functions` fail rather than a row read 0.
 RUNNER_PARTS = (
-    ("dispatch: next mini-batch from the listing", "scheduler.py", "_next_mini_batch"),
-    ("dispatch: pickle and send the mini-batch", "connection.py", "send_bytes"),
-    ("receive: read and unpickle the worker's answer", "connection.py", "recv"),
-    ("bookkeeping of the answer (`_handle`)", "scheduler.py", "_handle"),
-    ("commit: append and fsync the rows", "output.py", "append"),
-    ("commit: mini-batch rows into the store", "store.py", "upsert_mini_batches"),
-    ("commit: mini-batch records into the log", "logs.py", "mini_batches"),
-    ("commit: counters and worker state", "commit.py", "write_state"),
-    ("watching workers (`_watch`, `_check_stop`)", "scheduler.py", "_watch"),
-    ("", "scheduler.py", "_check_stop"),
-    ("waiting for answers (`connection.wait`)", "connection.py", "wait"),
+    (
+        "dispatch: next mini-batch from the listing",
+        f"{ENGINE}.scheduler:Scheduler._next_mini_batch",
+    ),
+    (
+        "dispatch: pickle and send the mini-batch",
+        "multiprocessing.connection:_ConnectionBase.send_bytes",
+    ),
+    ("receive: read and unpickle the worker's answer", f"{ENGINE}.worker_processes:receive"),
+    ("bookkeeping of the answer (`_handle`)", f"{ENGINE}.scheduler:Scheduler._handle"),
+    ("commit: append and fsync the rows", f"{ENGINE}.output:AppendRowWriter.append"),
+    ("commit: mini-batch rows into the store", f"{PACKAGE}.store:RunStore.upsert_mini_batches"),
+    ("commit: mini-batch records into the log", f"{ENGINE}.logs:StepLogs.mini_batches"),
+    ("commit: counters and worker state", f"{ENGINE}.commit:StepCommitter.write_state"),
+    ("watching workers (`_watch`, `_check_stop`)", f"{ENGINE}.scheduler:Scheduler._watch"),
+    ("", f"{ENGINE}.scheduler:Scheduler._check_stop"),
+    ("waiting for answers (`connection.wait`)", "multiprocessing.connection:wait"),
 )
+#: The whole scheduler loop, which the parts above are shares of.
+SCHEDULER_LOOP = f"{ENGINE}.scheduler:Scheduler.run"
+#: The entry script's ``run()``, loaded from the step's snapshot: (file name, function name).
+ENTRY_RUN = ("echo_files.py", "run")
+RUN_LABEL = "the entry script's `run()`"
+#: (label, function) of the parts reported for each worker (its main thread and the inbox's
+#: thread, which takes the messages out of the pipe); ENTRY_RUN stands for the entry script.
 WORKER_PARTS = (
-    ("receive the mini-batch (read, unpickle)", "worker.py", "recv"),
-    ("load the mini-batch (`load_mini_batch`)", "partition.py", "load_mini_batch"),
-    ("the entry script's `run()`", "echo_files.py", "run"),
-    ("output hand-off: rows formatted (`format_rows`)", "rows.py", "format_rows"),
-    ("state report: `done` pickled and sent", "worker.py", "send"),
+    ("receive the mini-batch (read, unpickle)", f"{ENGINE}.worker:_Channel.recv"),
+    ("load the mini-batch (`load_mini_batch`)", f"{ENGINE}.mini_batch:load_mini_batch"),
+    (RUN_LABEL, ENTRY_RUN),
+    ("output hand-off: rows formatted (`format_rows`)", f"{ENGINE}.rows:format_rows"),
+    ("state report: `done` pickled and sent", f"{ENGINE}.worker:_Channel.send"),
 )
+
+
+def profiled_functions(parts) -> dict[str, tuple[str, int, str]]:
+    """Each part's function as cProfile names it, ``(file, first line, name)``, found from
+    where it is defined; raises LookupError naming the parts whose function is gone."""
+    found, stale = {}, []
+    for _, function in parts:
+        if isinstance(function, tuple):
+            continue
+        module_name, _, qualified = function.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for attribute in qualified.split("."):
+                target = getattr(target, attribute)
+            code = inspect.unwrap(target).__code__
+        except (ImportError, AttributeError):
+            stale.append(function)
+            continue
+        found[function] = (code.co_filename, code.co_firstlineno, code.co_name)
+    if stale:
+        raise LookupError(
+            f"benchmark P names functions that no longer exist: {stale}; name where they moved "
+            "in benchmarks/profile_overhead.py"
+        )
+    return found
 
 
 def _profiled_worker(address, authkey, name, node_id, spec, folder: str) -> None:
-    """``worker_main`` under cProfile; the profile is written before the worker's last message
-    (the runner kills a worker soon after that message)."""
-    from jupyter_parallelrun.engine import worker
+    """``worker_main`` under cProfile, and the inbox's thread under a profiler of its own;
+    both are written as one profile before the worker's last message (the runner kills a
+    worker soon after that message)."""
+    from jupyter_parallelrun.engine import fetch, worker
 
     profile = cProfile.Profile(time.thread_time)
-    send = worker._Channel.send
+    inbox_profile = cProfile.Profile(time.thread_time)
+    inbox_done = threading.Event()
+    read, send = fetch.Inbox._read, worker._Channel.send
+
+    def profiled_read(inbox):
+        inbox_profile.enable()
+        try:
+            read(inbox)
+        finally:  # the inbox's thread ends once it has read "stop", before "bye" is sent
+            inbox_profile.disable()
+            inbox_done.set()
 
     def send_then_save(channel, message):
         if message[0] == "bye":
             profile.disable()
-            profile.dump_stats(os.path.join(folder, f"{name}.prof"))
+            inbox_done.wait(30)
+            stats = pstats.Stats(profile)
+            stats.add(inbox_profile)
+            stats.dump_stats(os.path.join(folder, f"{name}.prof"))
         send(channel, message)
 
+    fetch.Inbox._read = profiled_read
     worker._Channel.send = send_then_save
     profile.enable()
     worker.worker_main(address, authkey, name, node_id, spec)
@@ -121,19 +181,36 @@ def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.
     return pstats.Stats(profile), workers, {"step": step, "wall": wall}
 
 
-def _cumulative(stats: pstats.Stats, ending: str, function: str) -> tuple[float, int]:
-    """Cumulative seconds and calls of the functions called ``function`` in files ending so
-    (recursive entries counted once)."""
+def _cumulative(stats: pstats.Stats, function: tuple[str, int, str] | tuple[str, str]):
+    """Cumulative seconds and calls of ``function``: cProfile's ``(file, first line, name)``,
+    or ``(file name, name)`` for the entry script, whose snapshot path varies."""
+    if len(function) == 3:
+        entry = stats.stats.get(function)
+        return (entry[3], entry[1]) if entry else (0.0, 0)
     seconds = calls = 0
     for (path, _, name), (_, ncalls, _, cumtime, _) in stats.stats.items():
-        if name == function and path.endswith(ending):
+        if name == function[1] and os.path.basename(path) == function[0]:
             seconds += cumtime
             calls += ncalls
     return seconds, calls
 
 
-def _total(stats: pstats.Stats, ending: str, function: str) -> float:
-    return _cumulative(stats, ending, function)[0]
+def _parts(stats: pstats.Stats, parts, where: str) -> dict[str, float]:
+    """Each part's cumulative seconds in ``stats`` (labels of "" fold into the part above);
+    raises RuntimeError for a part never called, which a moved call would leave at 0."""
+    functions = profiled_functions(parts)
+    found: dict[str, float] = {}
+    label_above = ""
+    for label, function in parts:
+        seconds, calls = _cumulative(stats, functions.get(function, function))
+        if not calls:
+            raise RuntimeError(
+                f"benchmark P: {function} never ran in the {where}; the code that calls it "
+                "moved, so name what is called now in benchmarks/profile_overhead.py"
+            )
+        label_above = label or label_above
+        found[label_above] = found.get(label_above, 0.0) + seconds
+    return found
 
 
 def _unprofiled(files: Path, count: int) -> dict[str, float]:
@@ -164,7 +241,7 @@ def run(quick: bool, processes: int = 2) -> dict[str, Any]:
     runner_stats, worker_stats, info = _profiled_run(files, folder)
     n = info["step"]["mb_done"]
     per_mb = lambda seconds: seconds / n * 1e6  # noqa: E731
-    scheduler_total = _total(runner_stats, "scheduler.py", "run")
+    scheduler_total = _parts(runner_stats, [("loop", SCHEDULER_LOOP)], "runner")["loop"]
     lines = [
         f"cProfile on a W2-like run: {n:,} mini-batches of 1 file, `run()` returns its input, "
         f"{processes} workers, append_row. Each profile counts the CPU time of its own thread "
@@ -177,31 +254,27 @@ def run(quick: bool, processes: int = 2) -> dict[str, Any]:
         "|---|---:|",
         f"| the whole scheduler loop (`Scheduler.run`) | {per_mb(scheduler_total):.1f} |",
     ]
-    for label, ending, function in RUNNER_PARTS:
-        seconds = _total(runner_stats, ending, function)
-        if label:
-            lines.append(f"| {label} | {per_mb(seconds):.1f} |")
-        else:  # folded into the row above
-            previous = lines.pop()
-            name, value = previous.rsplit("|", 2)[0], float(previous.rsplit("|", 2)[1])
-            lines.append(f"{name}| {value + per_mb(seconds):.1f} |")
+    for label, seconds in _parts(runner_stats, RUNNER_PARTS, "runner").items():
+        lines.append(f"| {label} | {per_mb(seconds):.1f} |")
     worker_rows = []
     overheads = []
     for stats in worker_stats:
-        parts = {label: _total(stats, e, f) for label, e, f in WORKER_PARTS}
-        calls = _cumulative(stats, "partition.py", "load_mini_batch")[1] or 1
+        parts = _parts(stats, WORKER_PARTS, "worker")
+        # run() is called once for every mini-batch the worker ran, whichever way it loaded it.
+        calls = _cumulative(stats, ENTRY_RUN)[1]
         worker_rows.append((calls, parts))
         # The overhead: all the worker does for a mini-batch besides run() itself.
-        overhead = sum(parts.values()) - parts["the entry script's `run()`"]
+        overhead = sum(parts.values()) - parts[RUN_LABEL]
         overheads.append(overhead / calls * 1e6)
     lines += [
         "",
-        "Each worker (its main thread; the heartbeat thread is not profiled):",
+        "Each worker (its main thread, and the inbox's thread that reads the runner's messages; "
+        "the heartbeat thread is not profiled):",
         "",
         "| part | " + " | ".join(f"process{i:03d}" for i in range(len(worker_rows))) + " |",
         "|---|" + "---:|" * len(worker_rows),
     ]
-    for label, _, _ in WORKER_PARTS:
+    for label, _ in WORKER_PARTS:
         lines.append(
             f"| {label} | "
             + " | ".join(f"{parts[label] / calls * 1e6:.1f}" for calls, parts in worker_rows)

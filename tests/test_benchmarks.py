@@ -55,3 +55,20 @@ def test_w6_harness_runs_the_image_job_from_azurite_and_locally(tmp_path, monkey
     assert section["data"]["azurite_cpu"][0] > 0
     assert section["targets"][0]["workload"] == "W6"
     assert (tmp_path / "azurite-30" / "uploaded").read_text() == "30"
+
+
+def test_benchmark_p_names_functions_that_exist(monkeypatch):
+    """P finds each function it reports by where it is defined: one that moved fails here, not
+    as a row that reads 0 (or, for the call count, a division by 1) in RESULTS.md."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import profile_overhead as p
+
+    parts = (*p.RUNNER_PARTS, *p.WORKER_PARTS, ("", p.SCHEDULER_LOOP))
+    named = [function for _, function in parts if not isinstance(function, tuple)]
+    functions = p.profiled_functions(parts)
+    assert sorted(functions) == sorted(named)
+    assert all(
+        name == f.rsplit(".", 1)[-1].rsplit(":", 1)[-1] for f, (_, _, name) in functions.items()
+    )
+    with pytest.raises(LookupError, match="partition:load_mini_batch"):
+        p.profiled_functions([("moved", "jupyter_parallelrun.engine.partition:load_mini_batch")])
