@@ -136,3 +136,54 @@ def test_the_partitioner_refuses_what_parallel_run_config_refuses(tmp_path, size
         list(iter_mini_batches(table, size))
     assert str(by_engine.value) == str(by_config.value)
     assert str(by_engine.value).endswith(f'for tabular input; got "{size}"')
+
+
+def _literal_defaults(names: set[str]) -> list[str]:
+    """Where the package's code writes a default of these settings as a literal: a parameter
+    or field default, ``.get(name, literal)`` or ``.get(name) or literal``."""
+    import ast
+    from pathlib import Path
+
+    import jupyter_parallelrun
+
+    package = Path(jupyter_parallelrun.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            pairs: list[tuple[str, ast.AST]] = []
+            if isinstance(node, ast.arguments):
+                positional = node.posonlyargs + node.args
+                pairs += zip(
+                    [a.arg for a in positional[len(positional) - len(node.defaults) :]],
+                    node.defaults,
+                    strict=True,
+                )
+                pairs += [
+                    (a.arg, d) for a, d in zip(node.kwonlyargs, node.kw_defaults, strict=True) if d
+                ]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                pairs.append((node.target.id, node.value))
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get":
+                key = node.args[0] if node.args else None
+                if isinstance(key, ast.Constant) and len(node.args) == 2:
+                    pairs.append((key.value, node.args[1]))
+            elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+                first = node.values[0]
+                if isinstance(first, ast.Call) and getattr(first.func, "attr", None) == "get":
+                    key = first.args[0] if first.args else None
+                    if isinstance(key, ast.Constant):
+                        pairs += [(key.value, v) for v in node.values[1:]]
+            found += [
+                f"{path.relative_to(package)}:{value.lineno} {name}={value.value!r}"
+                for name, value in pairs
+                if name in names and isinstance(value, ast.Constant) and value.value is not None
+            ]
+    return found
+
+
+def test_heartbeat_timeout_and_logging_level_have_their_default_in_one_place():
+    # Written in three places each once (config, runner, scheduler or worker); now settings.py
+    # holds them, and the rest import DEFAULT_HEARTBEAT_TIMEOUT and DEFAULT_LOGGING_LEVEL.
+    assert _literal_defaults({"heartbeat_timeout", "logging_level"}) == []

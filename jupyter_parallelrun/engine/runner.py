@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import Any
 
+from ..settings import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_LOGGING_LEVEL
 from ..storage import shared_listings
 from ..store_lease import LeaseLost, release
 from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
@@ -200,7 +201,7 @@ def _schedule(
         formed,
     )
     interval = config.get("resource_monitor_interval")
-    heartbeat_timeout = float(config.get("heartbeat_timeout") or 60)
+    heartbeat_timeout = float(config.get("heartbeat_timeout") or DEFAULT_HEARTBEAT_TIMEOUT)
     worker_spec = {
         "source_directory": step["snapshot"],
         "entry_script": config["entry_script"],
@@ -211,7 +212,7 @@ def _schedule(
         # Once per worker, not in every mini-batch spec (see credentials.py).
         "credentials": step_credentials(dataset),
         "output_action": config["output_action"],
-        "logging_level": config.get("logging_level", "INFO"),
+        "logging_level": config.get("logging_level", DEFAULT_LOGGING_LEVEL),
         "resource_monitor_interval": 5 if interval is None else interval,
         "heartbeat_interval": min(5.0, heartbeat_timeout / 4),
     }

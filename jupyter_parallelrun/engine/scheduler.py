@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterator
 from multiprocessing.connection import wait
 from typing import Any
 
+from ..settings import DEFAULT_HEARTBEAT_TIMEOUT
 from ..store import RunStore
 from .backends.base import Backend
 from .budget import Budget, StepCanceled, StepFailed
@@ -81,7 +82,7 @@ class Scheduler:
         progress_update_timeout: float | None = None,
         first_task_creation_timeout: float | None = None,
         task_overhead_timeout: float | None = None,
-        heartbeat_timeout: float = 60,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         counters: dict[str, int] | None = None,
         ordered_after: Collection[int] | None = None,
     ) -> None:

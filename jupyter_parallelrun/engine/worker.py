@@ -33,6 +33,7 @@ from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
 
+from ..settings import DEFAULT_LOGGING_LEVEL
 from . import watchdog
 from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, shorten
 from .rows import format_rows, result_rows
@@ -212,7 +213,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         args=(channel, float(spec.get("heartbeat_interval", 5)), sample_every, stop),
         daemon=True,
     ).start()
-    _redirect_output(Path(spec["log_file"]), spec.get("logging_level", "INFO"))
+    _redirect_output(Path(spec["log_file"]), spec.get("logging_level", DEFAULT_LOGGING_LEVEL))
     log_name = "/".join(Path(spec["log_file"]).parts[-3:])  # logs/workers/<name>.txt
 
     from .. import entry_script
