@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .compute import ComputeTarget, check_name
+from .dask_checks import check_cluster
+from .dask_client import connect
 from .dask_processes import stop_processes
 from .settings import check_int
 
@@ -252,8 +254,6 @@ class DaskCompute(ComputeTarget):
 
     def get_status(self) -> DaskComputeStatus:
         """Ask the scheduler for its workers; an unreachable scheduler gives a Failed status."""
-        from .engine.backends.dask import connect
-
         try:
             client = connect(self._spec)
         except ConnectionError as error:
@@ -272,8 +272,6 @@ class DaskCompute(ComputeTarget):
     ) -> None:
         """Wait until the cluster has ``min_node_count`` Dask workers (default: 1, or as many
         as ``create`` started); ConnectionError when the scheduler does not answer."""
-        from .engine.backends.dask import connect
-
         wanted = min_node_count or (self._spec.get("provisioning") or {}).get("n_workers", 1)
         client = connect(self._spec)
         try:
@@ -292,8 +290,6 @@ class DaskCompute(ComputeTarget):
         package missing on a worker, naming both) or FileNotFoundError (a worker cannot see
         the workspace folder).
         """
-        from .engine.backends.dask import check_cluster, connect
-
         client = connect(self._spec)
         try:
             return check_cluster(
@@ -337,8 +333,6 @@ def _wait_for_scheduler(scheduler_file: Path, process: subprocess.Popen, log: Pa
 
 
 def _wait_for_workers(spec: dict[str, Any], count: int, folder: Path) -> None:
-    from .engine.backends.dask import connect
-
     client = connect(spec)
     try:
         client.wait_for_workers(count, timeout=START_TIMEOUT)

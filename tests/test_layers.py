@@ -28,6 +28,7 @@ API = {
     "compute",
     "conda_dependencies",
     "config",
+    "dask_checks",
     "dask_compute",
     "dask_processes",
     "dataset",
@@ -51,8 +52,8 @@ API = {
 }
 #: What the user watches a run with: they only read the run store.
 VIEWS = {"widget", "widget_state", "progress", "follow"}
-#: What every layer may use: the run store, files and their formats, the entry script's context.
-#: They import only one another.
+#: What every layer may use: the run store, files and their formats, the entry script's context,
+#: the settings' grammar, a Dask cluster's client. They import only one another.
 SHARED = {
     "store",
     "store_lease",
@@ -64,12 +65,11 @@ SHARED = {
     "column_types",
     "entry_script",
     "settings",
+    "dask_client",
 }
 
 #: (importer, imported) pairs from engine/ into the API, still to be moved.
 ENGINE_TO_API = {
-    ("engine.backends.base", "environment"),
-    ("engine.backends.dask", "environment"),
     ("engine.partition", "dataset"),
     ("engine.runner", "workspace"),
     ("engine.step_input", "dataset"),
@@ -81,7 +81,6 @@ ENGINE_TO_API = {
 #: (importer, imported) pairs from outside engine/ into it. The API hands the engine a plan and
 #: starts the runner; the rest reach into engine internals, and are still to be moved.
 INTO_ENGINE = {
-    ("dask_compute", "engine.backends.dask"),
     ("run", "engine.lease"),
     ("run", "engine.runner"),
     ("step_plan", "engine.step_input"),
@@ -93,14 +92,8 @@ CIRCLES = [
     [
         "compute",
         "config",
-        "engine.backends",
-        "engine.backends.base",
-        "engine.backends.dask",
-        "engine.backends.local",
         "engine.runner",
-        "engine.scheduler",
         "engine.step_input",
-        "engine.worker_processes",
         "environment",
         "environment_build",
         "model",

@@ -176,7 +176,6 @@ def _schedule(
     ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs, backend: Backend
 ) -> None:
     store, run_id, config = ws.store, step["run_id"], step["config"]
-    backend.check_environment(config.get("environment"))
     nodes, per_node = config["node_count"], config["process_count_per_node"]
     out_dir = output_folder(ws, step["output"])
     writer = None

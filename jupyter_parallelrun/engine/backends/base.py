@@ -125,14 +125,5 @@ class Backend(ABC):
     def join(self, handle: WorkerHandle, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the process to end."""
 
-    def check_environment(self, env_spec: dict | None) -> list[str]:
-        """Check an Environment's spec where the workers run; returns its warnings.
-
-        Raises ``EnvironmentCheckError`` naming what is missing. Here: this machine's Python.
-        """
-        from ...environment import check_environment
-
-        return check_environment(env_spec)
-
     def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing
         """Let go of what the backend holds once the step's workers have ended."""

@@ -9,8 +9,8 @@ worker processes along and the runner sees their connections drop; a watchdog ki
 runner died (engine/watchdog.py). A node whose Dask worker left moves with its next process.
 
 The cluster must share the workspace folder with this machine (snapshot, models, logs) and
-reach the runner over TCP; :func:`check_cluster` verifies both, and the environment, on every
-Dask worker before a step starts.
+reach the runner over TCP; ``dask_checks.check_cluster`` verifies both, and the environment, on
+every Dask worker when the step is submitted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from ...dask_client import check_node_count, connect, runner_host
 from .. import PACKAGE_PARENT
 from .base import Backend, WorkerHandle, WorkerSettings, worker_environment
 
@@ -115,66 +115,7 @@ def _kill_worker_process(token: str) -> None:
     process.kill()
 
 
-def _probe_worker(
-    env_spec: dict | None, folder: str | None, runner_address: list | None
-) -> dict[str, list[str]]:
-    """What this Dask worker lacks to run a step, by kind, and the environment's warnings."""
-    from ...environment import EnvironmentCheckError, check_environment
-
-    found: dict[str, list[str]] = defaultdict(list)
-    try:
-        found["warnings"] = check_environment(env_spec)
-    except EnvironmentCheckError as error:
-        found["environment"].append(str(error))
-    if folder and not os.path.isdir(folder):
-        found["folder"].append(f"cannot see the workspace folder {folder}")
-    if runner_address:
-        try:
-            socket.create_connection(tuple(runner_address), timeout=5).close()
-        except OSError as error:
-            host, port = runner_address
-            found["network"].append(f"cannot connect to this machine at {host}:{port}: {error}")
-    return dict(found)
-
-
 # -- in the notebook and the runner ------------------------------------------------------------
-
-
-def connect(compute_spec: dict[str, Any]) -> Any:
-    """A ``distributed.Client`` of the target's scheduler (ConnectionError: it does not answer)."""
-    try:
-        from distributed import Client
-    except ImportError as error:
-        raise ImportError(
-            "a DaskCompute needs the 'distributed' package: pip install 'jupyter_parallelrun[dask]'"
-        ) from error
-
-    address, timeout = compute_spec["address"], compute_spec.get("timeout", 10)
-    try:
-        return Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as error:
-        hint = (
-            "it was started by ComputeTarget.create() and is gone (stopped, or this machine "
-            "restarted): create it again"
-            if compute_spec.get("cluster")
-            else "check that the scheduler runs and that this machine can reach it"
-        )
-        raise ConnectionError(
-            f"compute target {compute_spec['name']!r}: the Dask scheduler at {address!r} does "
-            f"not answer within {timeout:g}s ({error}); {hint}"
-        ) from None
-
-
-def runner_host(compute_spec: dict[str, Any]) -> str:
-    """The address of this machine that the cluster's workers connect back to."""
-    if compute_spec.get("runner_host"):
-        return compute_spec["runner_host"]
-    from distributed.comm import get_address_host
-
-    host = get_address_host(compute_spec["address"])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((host, 9))  # sends nothing: only picks the interface that routes there
-        return probe.getsockname()[0]
 
 
 def spread(workers: dict[str, dict]) -> list[str]:
@@ -184,78 +125,6 @@ def spread(workers: dict[str, dict]) -> list[str]:
         by_host[workers[address].get("host", address)].append(address)
     rounds = zip_longest(*(by_host[host] for host in sorted(by_host)))
     return [address for row in rounds for address in row if address is not None]
-
-
-def check_node_count(compute_spec: dict[str, Any], node_count: int, workers: dict) -> None:
-    """Raise when a step asks for more nodes than the cluster has Dask workers."""
-    if node_count > len(workers):
-        raise ValueError(
-            f"node_count={node_count} exceeds the {len(workers)} Dask worker(s) of compute "
-            f"target {compute_spec['name']!r} (scheduler {compute_spec['address']}); start "
-            "more workers or lower node_count"
-        )
-
-
-def check_cluster(
-    client: Any,
-    compute_spec: dict[str, Any],
-    env_spec: dict | None,
-    *,
-    node_count: int | None = None,
-    folder: str | None = None,
-    reach_runner: bool = False,
-) -> list[str]:
-    """Check on every Dask worker what a step needs; returns the environment's warnings.
-
-    Raises
-    ------
-    ValueError
-        ``node_count`` exceeds the number of Dask workers.
-    EnvironmentCheckError
-        A worker's Python lacks a pip package of ``env_spec`` (each worker and package named).
-    FileNotFoundError
-        A worker cannot see ``folder`` (the workspace): the filesystem is not shared.
-    ConnectionError
-        A worker cannot open a connection to this machine (with ``reach_runner``).
-    """
-    from ...environment import EnvironmentCheckError
-
-    workers = client.scheduler_info()["workers"]
-    if node_count is not None:
-        check_node_count(compute_spec, node_count, workers)
-    with contextlib.ExitStack() as stack:
-        address = None
-        if reach_runner:
-            probe = stack.enter_context(socket.create_server((runner_host(compute_spec), 0)))
-            address = list(probe.getsockname()[:2])
-        results = client.run(_probe_worker, env_spec, folder, address, on_error="return")
-    problems: dict[str, list[str]] = defaultdict(list)
-    warnings: list[str] = []
-    for worker, found in sorted(results.items()):
-        if isinstance(found, BaseException):  # e.g. this package cannot be imported there
-            cause = f"{type(found).__name__}: {found}"
-            found = {"environment": [f"the check failed ({cause}); is jupyter_parallelrun there?"]}
-        for kind, messages in found.items():
-            if kind == "warnings":
-                warnings.extend(m for m in messages if m not in warnings)
-            else:
-                problems[kind].extend(f"Dask worker {worker}: {m}" for m in messages)
-    where = f"compute target {compute_spec['name']!r}"
-    if problems["environment"]:
-        raise EnvironmentCheckError(f"{where}: " + "; ".join(problems["environment"]))
-    if problems["folder"]:
-        raise FileNotFoundError(
-            f"{where}: " + "; ".join(problems["folder"]) + ". The workers read the entry "
-            "script's snapshot and the models and write logs there: the cluster must share "
-            "the workspace's filesystem with this machine"
-        )
-    if problems["network"]:
-        raise ConnectionError(
-            f"{where}: " + "; ".join(problems["network"]) + ". Worker processes connect "
-            "back to the runner on this machine: set runner_host in DaskCompute.attach() to an "
-            "address of this machine the workers can reach"
-        )
-    return warnings
 
 
 @dataclass
@@ -322,9 +191,6 @@ class DaskBackend(Backend):
         used = Counter(self._nodes.values())
         self._nodes[node_id] = min(spread(live), key=lambda address: used[address])
         return self._nodes[node_id]
-
-    def check_environment(self, env_spec: dict | None) -> list[str]:
-        return check_cluster(self.client, self.compute_spec, env_spec)
 
     def start_worker(
         self, name: str, node_id: int, address: Any, authkey: bytes, spec: dict
