@@ -61,10 +61,13 @@ def resolve_input(text: str, ws: Any, tabular: bool, namespace: dict | None = No
 
 def config_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ParallelRunConfig keywords given as flags, each flag's text read as its setting's
-    grammar reads text (``"3"`` as 3 for ``node_count``, ``"5"`` kept for mini_batch_size)."""
-    options = {dest: getattr(args, dest) for _, dest, _, _ in CONFIG_FLAGS}
-    options = {k: v for k, v in options.items() if v is not None}
-    options = {k: from_text(k, v) if k in PARSERS else v for k, v in options.items()}
+    grammar reads text (``"3"`` as 3 for ``node_count``, ``"5"`` kept for mini_batch_size),
+    over the settings a resubmission inherits (``args.inherited``)."""
+    given = {dest: getattr(args, dest) for _, dest, _, _ in CONFIG_FLAGS}
+    options = dict(getattr(args, "inherited", {}))
+    for name, value in given.items():
+        if value is not None:
+            options[name] = from_text(name, value) if name in PARSERS else value
     if args.partition_keys:
         options["partition_keys"] = [k.strip() for k in args.partition_keys.split(",")]
     return options
@@ -186,10 +189,10 @@ def resubmit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -
         partition_keys=args.partition_keys,
     )
     for _, dest, _, _ in CONFIG_FLAGS:
-        value = getattr(args, dest)
-        setattr(rebuilt, dest, value if value is not None else config.get(dest))
-    if not args.partition_keys and config.get("partition_keys"):
-        rebuilt.partition_keys = ",".join(config["partition_keys"])
+        setattr(rebuilt, dest, getattr(args, dest))
+    # Every setting the run had, None included (first_task_creation_timeout=None waits for
+    # ever; left out, it would be the default 600), and those no flag gives.
+    rebuilt.inherited = {k: config[k] for k in (*PARSERS, "compute_target") if k in config}
     if args.input is None:
         from .dataset import Dataset
 

@@ -135,6 +135,35 @@ def test_preserve_order_flag_and_its_inheritance_on_resubmit(
     assert "needs output_action='append_row'" in capsys.readouterr().err
 
 
+def test_resubmit_keeps_every_setting_the_run_had(ws, write_script, files, monkeypatch, capsys):
+    from conftest import file_dataset, submit_step
+
+    from jupyter_parallelrun import Run
+    from jupyter_parallelrun.settings import PARSERS
+
+    monkeypatch.chdir(ws.config_file.parent)
+    run = submit_step(
+        ws,
+        write_script(ECHO_SCRIPT),
+        file_dataset(files(3)),
+        first_task_creation_timeout=None,  # wait for ever: not the default 600
+        environment_variables={"SCORE_MODE": "fast"},  # no flag gives it
+        heartbeat_timeout=45,
+        logging_level="DEBUG",
+    )
+    run.wait_for_completion()
+    assert main(["resubmit", run.id, "--run-max-try", "2", "--no-reuse", "--wait"]) == 0
+    again = Run.get(ws, capsys.readouterr().out.split("submitted run ")[1].split()[0])
+    (before,), (after,) = run.get_steps(), again.get_steps()
+    before, after = before._record["spec"]["config"], after._record["spec"]["config"]
+    assert after["run_max_try"] == 2
+    assert {k: after[k] for k in PARSERS if k != "run_max_try"} == {
+        k: before[k] for k in PARSERS if k != "run_max_try"
+    }
+    assert after["first_task_creation_timeout"] is None
+    assert after["environment_variables"] == {"SCORE_MODE": "fast"}
+
+
 def test_every_verb_has_help_with_every_options_default(ws):
     from jupyter_parallelrun.command_line import VERBS, build_parser
 
