@@ -5,7 +5,11 @@
 
 import { h, keyed, setAttr, setText, show, table } from "./dom.js";
 import { clock, duration } from "./format.js";
+import { keepInNotebook } from "./saved.js";
 import { stepView } from "./step.js";
+
+const SAVED = "Saved with the notebook when the run ended: run the cell again for a live view " +
+  "(Cancel, Resume, the logs).";
 
 function actions(model) {
   const cancel = h("button", { type: "button", class: "prd-button prd-cancel", text: "Cancel" });
@@ -19,7 +23,7 @@ function actions(model) {
     setAttr(cancel, "title", state.can_cancel ? "Stop the run; committed output stays"
       : state.final ? "The run has ended" : "Cancel already requested");
     setAttr(resume, "title", state.can_resume ? "Carry on: committed mini-batches are kept"
-      : "Only a Failed or Canceled run can be resumed");
+      : state.saved ? SAVED : "Only a Failed or Canceled run can be resumed");
   };
   return node;
 }
@@ -72,8 +76,9 @@ function render({ model, el }) {
     setAttr(badge, "class", `prd-status prd-tone-${state.tone}`);
     setText(elapsed, duration(state.elapsed));
     buttons.update(state);
-    setText(notice, model.get("notice"));
-    show(notice, Boolean(model.get("notice")));
+    const said = state.saved ? SAVED : model.get("notice");
+    setText(notice, said);
+    show(notice, Boolean(said));
     setText(error, state.error);
     show(error, Boolean(state.error));
     props.update(state);
@@ -83,7 +88,8 @@ function render({ model, el }) {
       s.properties.input, s.properties.output || "", duration(s.elapsed)],
       (s) => `prd-step-row prd-tone-${s.tone}`);
     keyed(stepViews, state.steps, (s) => s.id, () => stepView(model),
-      (view, step) => view.update(step, found[step.id], state.selected_log, state.final, state.home));
+      (view, step) => view.update(step, found[step.id], state));
+    if (state.final && !state.saved) keepInNotebook(model, { ...state });
   };
   const events = ["change:state", "change:errors", "change:notice"];
   for (const event of events) model.on(event, draw);

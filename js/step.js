@@ -147,7 +147,9 @@ function logsView(model) {
     followed = text.scrollHeight - text.scrollTop - text.clientHeight < 8;
   });
   const node = h("details", { class: "prd-logs" }, h("summary", { text: "Logs" }), select, text);
-  node.update = (step, selected) => {
+  node.update = (step, selected, saved) => {
+    // A view reopened from the notebook has no kernel to read another log with.
+    select.disabled = Boolean(saved);
     keyed(select, ["", ...step.logs], (name) => name || "(none)",
       (name) => h("option", { value: name, text: name || "choose a log file" }),
       (option, name) => { option.selected = name === selected; });
@@ -186,7 +188,7 @@ export function stepView(model) {
     errors, logged, previewBox, h("details", { class: "prd-properties" },
       h("summary", { text: "Properties and links" }), props), logs);
   let propsKey = "";
-  node.update = (step, found, selected, final, home) => {
+  node.update = (step, found, { selected_log: selected, final, home, saved }) => {
     setAttr(node, "data-step", step.name);
     setText(name, step.name);
     setText(badge, step.headline);
@@ -218,7 +220,7 @@ export function stepView(model) {
       propsKey = key;
     }
     show(logs, step.logs.length > 0);
-    logs.update(step, selected);
+    logs.update(step, selected, saved);
   };
   return node;
 }

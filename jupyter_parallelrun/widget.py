@@ -61,11 +61,11 @@ class RunDetails(anywidget.AnyWidget):
 
     Notes
     -----
-    Where there is no widget front-end (a terminal, nbconvert, a notebook reopened without its
-    widget state) the run shows as text. That text is the run's state when it is displayed,
-    and the displayed output is replaced with the final state once the run ends, so a notebook
-    saved afterwards holds it. JupyterLab also keeps the widget itself, with its final state,
-    when *Settings > Save Widget State Automatically* is on.
+    Once the run has ended, the view in JupyterLab or Notebook 7 keeps its final state in the
+    notebook's widget metadata, whatever *Save Widget State Automatically* says, so a notebook
+    saved afterwards reopens showing how the run ended, with or without a kernel. Where there is
+    no widget front-end (a terminal, nbconvert, GitHub) the run shows as text: its state when it
+    was displayed, replaced with the final state once the run ends.
 
     Examples
     --------
@@ -109,8 +109,11 @@ class RunDetails(anywidget.AnyWidget):
             # Counted, so a test can tell how many polls something took without a clock.
             self._polls += 1
             state["poll"] = self._polls
-            self.state = state
-            self.errors = errors
+            # The front-end finds this widget's own entry in the notebook's widget state by it.
+            state["model_id"] = self.model_id
+            with self.hold_sync():  # one message, so no view draws a state without its errors
+                self.state = state
+                self.errors = errors
         return state
 
     def _follow(self) -> None:

@@ -47,11 +47,10 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 def _settings(home: Path) -> None:
-    """Settings of the test's own JupyterLab: no news feed, and widget state saved with the
-    notebook (so a reopened notebook can show the widget as it was)."""
+    """Settings of the test's own JupyterLab: no news feed; the rest as a new user has them
+    (ipywidgets' "Save Widget State Automatically" off among them)."""
     for plugin, values in {
         "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"},
-        "@jupyter-widgets/jupyterlab-manager/plugin": {"saveState": True},
     }.items():
         path = home / "settings" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
