@@ -13,6 +13,11 @@ from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from ..settings import (
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_RUN_INVOCATION_TIMEOUT,
+    DEFAULT_RUN_MAX_TRY,
+)
 from .budget import Budget
 from .mini_batch import describe
 from .scheduler_events import (
@@ -78,10 +83,10 @@ class SchedulerSettings:
 
     run_id: str
     workers: tuple[tuple[str, int], ...]
-    run_max_try: int = 3
-    run_invocation_timeout: float = 60
+    run_max_try: int = DEFAULT_RUN_MAX_TRY
+    run_invocation_timeout: float = DEFAULT_RUN_INVOCATION_TIMEOUT
     budget: Budget = field(default_factory=Budget)
-    heartbeat_timeout: float = 60
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
     task_overhead_timeout: float | None = None
     progress_update_timeout: float | None = None
     first_task_creation_timeout: float | None = None
