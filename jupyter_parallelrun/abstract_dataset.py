@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .dataset_source import iter_source_files
 from .datastore import Datastore
 from .records import PARTITION_KEY
-from .storage import filesystem_for, sort_key
+from .storage import Listings, filesystem_for, sort_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +46,12 @@ class AbstractDataset:
         them.
     workspace : Workspace, optional
         The workspace it was found in, if any.
+
+    Attributes
+    ----------
+    listings : storage.Listings or None
+        Where its local folders are read, once for every listing of this dataset (the runner
+        gives a step's input one); None: each listing reads them anew.
     """
 
     _type = ""
@@ -53,6 +59,7 @@ class AbstractDataset:
     def __init__(self, definition: dict[str, Any], workspace: Workspace | None = None) -> None:
         self._definition = definition
         self.workspace = workspace
+        self.listings: Listings | None = None
         self.name: str | None = None
         self.version: int | None = None
         self.description: str | None = None
@@ -83,7 +90,8 @@ class AbstractDataset:
     def _source_files(self) -> Iterator[str]:
         """Every file the patterns match, sorted, each once, before take/skip/sample."""
         streams = [
-            iter_source_files(source, self.workspace) for source in self._definition["sources"]
+            iter_source_files(source, self.workspace, self.listings)
+            for source in self._definition["sources"]
         ]
         merged = heapq.merge(*streams, key=sort_key) if len(streams) > 1 else streams[0]
         previous = None

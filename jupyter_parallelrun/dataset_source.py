@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .datastore import DataPath, Datastore
-from .storage import iter_local_files
+from .storage import Listings, iter_local_files
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -41,11 +41,15 @@ def describe_source(source: dict) -> str:
     return source["path"]
 
 
-def iter_source_files(source: dict, workspace: Workspace | None) -> Iterator[str]:
-    """Stream the files the source matches, in sorted order."""
+def iter_source_files(
+    source: dict, workspace: Workspace | None, listings: Listings | None = None
+) -> Iterator[str]:
+    """Stream the files the source matches, in sorted order (local folders read through
+    ``listings``, when given)."""
     if "datastore" in source:
-        return Datastore.from_spec(source["datastore"], workspace).iter_files(source["path"])
-    return iter_local_files(source["path"])
+        datastore = Datastore.from_spec(source["datastore"], workspace)
+        return datastore.iter_files(source["path"], listings)
+    return iter_local_files(source["path"], listings)
 
 
 def source_base(source: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .blob_storage import connection_string, container_spec, list_blobs
-from .storage import filesystem, iter_local_files, sort_key
+from .storage import Listings, filesystem, iter_local_files, sort_key
 
 if TYPE_CHECKING:
     import fsspec
@@ -216,10 +216,13 @@ class Datastore:
             )
         return Path(self._url(path_on_datastore))
 
-    def iter_files(self, path_on_datastore: str = "") -> Iterator[str]:
-        """The files at ``path_on_datastore`` (file, folder or glob), as a sorted stream."""
+    def iter_files(
+        self, path_on_datastore: str = "", listings: Listings | None = None
+    ) -> Iterator[str]:
+        """The files at ``path_on_datastore`` (file, folder or glob), as a sorted stream; a
+        local datastore's folders are read through ``listings`` when given."""
         if self.datastore_type == "Local":
-            return iter_local_files(self._url(path_on_datastore))
+            return iter_local_files(self._url(path_on_datastore), listings)
         return iter(sorted(self.blob_infos(path_on_datastore), key=sort_key))
 
     def blob_infos(self, path_on_datastore: str = "") -> dict[str, dict]:

@@ -8,7 +8,6 @@ of location.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import os
 import re
@@ -50,13 +49,15 @@ def _segment_regex(segment: str) -> str:
     return "".join(out)
 
 
-def iter_local_files(pattern: str) -> Iterator[str]:
+def iter_local_files(pattern: str, listings: Listings | None = None) -> Iterator[str]:
     """Stream the local files matching a path, folder or glob pattern, in sorted order.
 
     A folder stands for every file under it; a glob may use ``*``, ``?``, ``[...]`` within a
     path segment and ``**`` for any number of folders. A folder the pattern matches contributes
     every file under it. Folders are read one at a time with ``os.scandir``, so listing a
     million files never holds a million names. Nothing is yielded when nothing matches.
+
+    With ``listings``, each folder is read through it: once, however many listings share it.
     """
     pattern = os.path.abspath(os.path.expanduser(pattern))
     match = GLOB_CHARS.search(pattern)
@@ -64,7 +65,7 @@ def iter_local_files(pattern: str) -> Iterator[str]:
         if os.path.isfile(pattern):
             yield pattern
         elif os.path.isdir(pattern):
-            yield from _walk(pattern, None, [])
+            yield from _walk(pattern, None, [], listings)
         return
     base = pattern[: pattern.rfind("/", 0, match.start()) + 1].rstrip("/") or "/"
     segments = pattern[len(base) :].strip("/").split("/")
@@ -78,12 +79,14 @@ def iter_local_files(pattern: str) -> Iterator[str]:
     fixed = segments[: segments.index("**")] if "**" in segments else segments
     prefix = [re.compile(_segment_regex(s)) for s in fixed]
     if os.path.isdir(base):
-        yield from _walk(base, (full, prefix), [])
+        yield from _walk(base, (full, prefix), [], listings)
 
 
-def _walk(folder: str, matcher: tuple | None, relative: list[str]) -> Iterator[str]:
+def _walk(
+    folder: str, matcher: tuple | None, relative: list[str], listings: Listings | None
+) -> Iterator[str]:
     try:
-        names, folders = _sorted_names(folder)
+        names, folders = _sorted_names(folder, listings)
     except (FileNotFoundError, NotADirectoryError):
         return
     prefix = os.path.join(folder, "")
@@ -93,33 +96,38 @@ def _walk(folder: str, matcher: tuple | None, relative: list[str]) -> Iterator[s
                 depth = len(relative)
                 if depth < len(matcher[1]) and not matcher[1][depth].fullmatch(name):
                     continue
-            yield from _walk(prefix + name, matcher, [*relative, name])
+            yield from _walk(prefix + name, matcher, [*relative, name], listings)
         elif matcher is None or matcher[0].fullmatch("/".join([*relative, name])):
             yield prefix + name
 
 
-@contextlib.contextmanager
-def shared_listings() -> Iterator[None]:
-    """Within the block, each local folder is read once and its sorted names are shared by
-    every listing of it.
+class Listings:
+    """Each local folder's sorted names, read once and shared by every listing given this object.
 
     The runner lists a step's input up to three times at once (the scheduler's mini-batches,
-    the counting thread, the fingerprint); sharing keeps one copy of a large folder's names in
-    memory, and all of them see the same files.
+    the counting thread, the fingerprint): it gives the step's input one ``Listings``, so a
+    large folder's names are held once, and all of them see the same files. Nothing is shared
+    between listings given none, or different ones.
+
+    Examples
+    --------
+    >>> listings = Listings()
+    >>> files = list(iter_local_files("data/*.png", listings))  # doctest: +SKIP
     """
-    global _shared
-    _shared = {}
-    try:
-        yield
-    finally:
-        _shared = None
+
+    def __init__(self) -> None:
+        self._folders: dict[str, tuple[list[str], set[str]]] = {}
+        self._lock = threading.Lock()  # the scheduler's thread and the counting thread
+
+    def read(self, folder: str) -> tuple[list[str], set[str]]:
+        """``folder``'s packed runs of sorted file names and its subfolders, read once."""
+        with self._lock:
+            if folder not in self._folders:
+                self._folders[folder] = _read_names(folder)
+            return self._folders[folder]
 
 
-_shared: dict[str, tuple[list[str], set[str]]] | None = None
-_shared_lock = threading.Lock()
-
-
-def _sorted_names(folder: str) -> tuple[Iterator[str], set[str]]:
+def _sorted_names(folder: str, listings: Listings | None) -> tuple[Iterator[str], set[str]]:
     """The names in ``folder``, sorted, and which of them are folders.
 
     The names are read in one pass. File names are sorted in runs of ``_SORT_RUN``, each run
@@ -127,14 +135,7 @@ def _sorted_names(folder: str) -> tuple[Iterator[str], set[str]]:
     million files costs about its names' bytes, where a list of a million ``DirEntry``
     objects (or even of strings) costs ten times that.
     """
-    shared = _shared
-    if shared is None:
-        runs, folders = _read_names(folder)
-    else:
-        with _shared_lock:
-            if folder not in shared:
-                shared[folder] = _read_names(folder)
-            runs, folders = shared[folder]
+    runs, folders = _read_names(folder) if listings is None else listings.read(folder)
     if len(runs) == 1 and not folders:
         return _unpack(runs[0]), folders
     return heapq.merge(*map(_unpack, runs), sorted(folders)), folders

@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 from ..settings import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_LOGGING_LEVEL
-from ..storage import shared_listings
+from ..storage import Listings
 from ..store_lease import LeaseLost, release
 from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
 from . import python_path
@@ -134,6 +134,9 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
         logs.runner(f"warning: {warning}")
     try:
         dataset = input_dataset(ws, step["input"], steps)
+        # The scheduler's, the counting thread's and the fingerprint's listings of the input
+        # read each folder once, and see the same files.
+        dataset.listings = Listings()
         definition = step_definition(step)
         store.update_run(run_id, definition=definition)
         # The input's fingerprint stats every file (seconds for a million). Reuse needs an
@@ -314,8 +317,7 @@ def run_pipeline(ws: Workspace, run_id: str, lease: RunnerLease) -> None:
         elif status == "Completed":
             if store.get_run(run_id)["cancel_requested"]:
                 store.update_run(step["run_id"], cancel_requested=1)
-            with shared_listings():  # the step's listings of its input share one copy
-                run_step(ws, step, steps)
+            run_step(ws, step, steps)
             steps[step["run_id"]] = store.get_run(step["run_id"])["spec"]
             current = store.get_run(step["run_id"])
         if status == "Completed" and current["status"] != "Completed":
