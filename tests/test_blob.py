@@ -96,6 +96,9 @@ def test_run_over_blob_files_gets_local_paths(ws, azurite, container, tmp_path, 
     assert sorted(rows.splitlines()) == [f"item_{i:03d}.txt {i}" for i in range(10)]
     # Each worker cleans its downloads; nothing stays in the step's cache folder.
     assert not (ws.path / "runs" / step_run.id / "cache").exists()
+    # The Azure SDK's record of each request stays out of the workers' logs (INFO by default).
+    logs = list((ws.path / "runs" / step_run.id / "logs" / "workers").glob("*.txt"))
+    assert logs and not any("Request URL:" in log.read_text() for log in logs)
 
 
 PREFETCH_SCRIPT = """

@@ -15,6 +15,7 @@ mini-batches of them on disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -26,6 +27,8 @@ from .credentials import with_credentials
 
 #: Mini-batches whose files are downloaded ahead of the one ``run()`` works on.
 FETCH_AHEAD = 2
+#: The Azure SDK's logger of every HTTP request and response, headers and all, at INFO.
+SDK_REQUEST_LOG = "azure.core.pipeline.policies.http_logging_policy"
 
 
 class Fetched:
@@ -67,6 +70,11 @@ class Inbox:
     def __init__(self, channel: Any, cache_dir: str, credentials: dict | None = None) -> None:
         self.channel, self.cache_dir = channel, cache_dir
         self.credentials = credentials or {}
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # At the worker's default level (INFO) the SDK logs two records for every blob, 33
+            # lines of headers: 20,000 images left 660,000 lines in the workers' logs, written
+            # while run() works. They are kept at logging_level=DEBUG.
+            logging.getLogger(SDK_REQUEST_LOG).setLevel(logging.WARNING)
         self._queued: deque[list] = deque()  # [message, Fetched or None], oldest first
         self._ready = threading.Condition()
         self._pool: ThreadPoolExecutor | None = None
