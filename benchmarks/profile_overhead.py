@@ -127,7 +127,8 @@ def _profiled_worker(address, authkey, name, node_id, spec, folder: str) -> None
 
 
 def _profiled_backend(folder: Path):
-    from jupyter_parallelrun.engine.backends import LocalBackend, WorkerHandle
+    from jupyter_parallelrun.engine.backends import WorkerHandle
+    from jupyter_parallelrun.engine.backends.local import LocalBackend
 
     class ProfiledBackend(LocalBackend):
         def start_worker(self, name, node_id, address, authkey, spec) -> WorkerHandle:
@@ -151,10 +152,11 @@ def _step(ws, files: Path):
 def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.Stats], dict]:
     from jupyter_parallelrun import Workspace
     from jupyter_parallelrun.engine import backends, runner
+    from jupyter_parallelrun.engine.backends.local import LocalBackend
 
     ws = Workspace.create("profile", path=workspace_folder("profile"))
     experiment, pipeline = _step(ws, files)
-    started_runner, local = runner.start_runner, backends.BACKENDS["local"]
+    started_runner = runner.start_runner
     tokens: list[str] = []  # the claim submit() makes for the runner, taken below
     runner.start_runner = lambda ws, run_id, token: tokens.append(token) or os.getpid()
     backends.register_backend("local", _profiled_backend(folder))
@@ -173,7 +175,7 @@ def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.
         wall = time.perf_counter() - began
     finally:
         runner.start_runner = started_runner
-        backends.register_backend("local", local)
+        backends.register_backend("local", LocalBackend)
     step = ws.store.list_runs(parent_id=run.id)[0]
     if step["status"] != "Completed":
         raise RuntimeError(f"profiled run ended {step['status']}: {step['error']}")

@@ -14,7 +14,8 @@ from conftest import file_dataset, output_rows, submit_step
 
 from jupyter_parallelrun import AmlCompute, ComputeTarget
 from jupyter_parallelrun.engine import backends, runner
-from jupyter_parallelrun.engine.backends import THREAD_VARIABLES, LocalBackend
+from jupyter_parallelrun.engine.backends import THREAD_VARIABLES
+from jupyter_parallelrun.engine.backends.local import LocalBackend
 
 #: Reports, for each item, the worker's thread variables and the step's own variable.
 SCRIPT = """
@@ -118,7 +119,7 @@ def test_each_kind_of_compute_target_names_its_backend(ws):
     DaskCompute.attach(ws, "cluster", "tcp://127.0.0.1:9")
     assert ws.store.lookup("compute", "cpu")[1]["backend"] == "local"
     assert ws.store.lookup("compute", "cluster")[1]["backend"] == "dask"
-    assert {"local", "dask"} <= set(backends.BACKENDS)
+    assert backends.registered_backends() == ["dask", "local"]
 
 
 def test_register_backend_refuses_what_cannot_be_one():
@@ -126,4 +127,4 @@ def test_register_backend_refuses_what_cannot_be_one():
         backends.register_backend("", LocalBackend)
     with pytest.raises(TypeError, match="factory must be callable"):
         backends.register_backend("odd", "LocalBackend")
-    assert "odd" not in backends.BACKENDS
+    assert "odd" not in backends.registered_backends()

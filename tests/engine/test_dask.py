@@ -141,6 +141,36 @@ def test_an_ordered_tabular_step_through_the_command_line(ws, write_script, comp
     assert {w["node_id"] for w in ws.store.workers(step.id)} == {0, 1}
 
 
+def test_a_dask_hosted_process_gets_its_share_of_threads_and_the_steps_variables(
+    ws, write_script, files, compute
+):
+    script = write_script(
+        """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "GREETING")
+            return [" ".join(os.environ.get(name, "-") for name in names) for _ in mini_batch]
+        """
+    )
+    run = submit_step(
+        ws,
+        script,
+        file_dataset(files(4)),
+        node_count=2,
+        process_count_per_node=1,
+        compute_target=compute,
+        # The step's own value wins over the share; both Dask workers are on one host.
+        environment_variables={"MKL_NUM_THREADS": "5", "GREETING": "hello"},
+    )
+    assert run.wait_for_completion(timeout_seconds=120) == "Completed"
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert set(output_rows(run)) == {f"{share} 5 hello"}
+
+
 def test_a_stuck_call_is_killed_on_its_dask_worker_and_retried(ws, write_script, files, compute):
     script = write_script(
         """

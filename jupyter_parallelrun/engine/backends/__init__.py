@@ -2,23 +2,28 @@
 
 The scheduler only talks to a :class:`~.base.Backend`. A compute target's stored spec names its
 backend (``"backend": "dask"``); the runner asks :func:`make_backend` for it, so neither the
-runner nor the API knows which classes exist. The local backend starts joblib (loky) processes
-on this machine, the Dask backend starts the same worker on a Dask cluster's workers.
+runner nor the API knows which classes exist. The local backend (``local.py``) starts joblib
+(loky) processes on this machine, the Dask backend (``dask.py``) starts the same worker on a
+Dask cluster's workers.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from .base import THREAD_VARIABLES, Backend, WorkerHandle, WorkerSettings, worker_environment
-from .dask import DaskBackend
-from .local import LocalBackend
 
 #: Makes a backend from a compute target's stored spec and the step's worker settings.
 BackendFactory = Callable[[dict[str, Any], WorkerSettings], Backend]
 
-BACKENDS: dict[str, BackendFactory] = {"local": LocalBackend, "dask": DaskBackend}
+#: The backends registered so far, by name.
+BACKENDS: dict[str, BackendFactory] = {}
+#: The built-in backends' modules and classes, imported when a step first asks for one: a Dask
+#: worker imports the Dask backend's module to run its tasks, and needs none of loky's (nor
+#: the runner of a local step any of the Dask backend's).
+_BUILT_IN = {"local": ("local", "LocalBackend"), "dask": ("dask", "DaskBackend")}
 
 
 class UnknownBackend(ValueError):
@@ -38,6 +43,7 @@ def register_backend(name: str, factory: BackendFactory) -> None:
 
     Examples
     --------
+    >>> from jupyter_parallelrun.engine.backends.local import LocalBackend
     >>> class Quiet(LocalBackend):  # doctest: +SKIP
     ...     pass
     >>> register_backend("quiet", Quiet)  # doctest: +SKIP
@@ -57,13 +63,21 @@ def make_backend(name: str, compute_spec: dict[str, Any], settings: WorkerSettin
     UnknownBackend
         No backend is registered as ``name`` (the message lists those that are).
     """
+    if name not in BACKENDS and name in _BUILT_IN:
+        module, attribute = _BUILT_IN[name]
+        BACKENDS[name] = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
     factory = BACKENDS.get(name)
     if factory is None:
         raise UnknownBackend(
             f"backend {name!r} of compute target {compute_spec.get('name')!r} is not registered; "
-            f"registered backends: {', '.join(sorted(BACKENDS))}"
+            f"registered backends: {', '.join(registered_backends())}"
         )
     return factory(compute_spec, settings)
+
+
+def registered_backends() -> list[str]:
+    """The names a compute target's spec may give as its backend, sorted."""
+    return sorted(BACKENDS.keys() | _BUILT_IN.keys())
 
 
 __all__ = [
@@ -71,12 +85,11 @@ __all__ = [
     "THREAD_VARIABLES",
     "Backend",
     "BackendFactory",
-    "DaskBackend",
-    "LocalBackend",
     "UnknownBackend",
     "WorkerHandle",
     "WorkerSettings",
     "make_backend",
     "register_backend",
+    "registered_backends",
     "worker_environment",
 ]
