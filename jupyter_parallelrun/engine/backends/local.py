@@ -42,15 +42,16 @@ def _exec_interpreter(interpreter: str, arguments: dict) -> None:
         # Where this package lies may be a site-packages folder: on PYTHONPATH, all of the
         # notebook's packages would shadow the environment's own.
         paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p and p != PACKAGE_PARENT)
+        search = os.pathsep.join(p for p in paths if p and p != PACKAGE_PARENT)
     else:
-        os.environ["PYTHONPATH"] = python_path()
+        search = python_path()
     with tempfile.TemporaryFile() as stdin:
         stdin.write(json.dumps(arguments).encode())
         stdin.flush()
         os.lseek(stdin.fileno(), 0, os.SEEK_SET)
         os.dup2(stdin.fileno(), 0)
-    os.execv(interpreter, [interpreter, "-m", "jupyter_parallelrun.engine.worker"])
+    command = [interpreter, "-m", "jupyter_parallelrun.engine.worker"]
+    os.execve(interpreter, command, {**os.environ, "PYTHONPATH": search})
 
 
 class LocalBackend(Backend):
