@@ -332,3 +332,17 @@ def test_the_story_of_a_mini_batch_tells_its_tries_and_outcome(ordered):
         ("done", W0, 2),
     ]
     assert [entry[1] for entry in run.state.story(W0)] == ["sent", "to retry", "sent", "done"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="fsm: the time limits are judged before the end, so an input found empty only after "
+    "first_task_creation_timeout (a resumed run with everything committed) fails the run; "
+    "today's loop completes it",
+)
+def test_an_input_found_empty_late_completes_the_run():
+    run = Run(first_task_creation_timeout=20)
+    run.start()
+    run.at(25).form(exhausted=True)
+    assert of(Finish, run.tick()) == [Finish("Completed", "", ())]
