@@ -35,12 +35,13 @@ from jupyter_parallelrun.engine.scheduler_state import SchedulerSettings, Schedu
 
 #: What a worker's run() says about items without a result (told apart from failed tries).
 NOTE = "NOTE: fewer rows than items"
-#: Seconds that time may move by: past the exit grace, the call limit, the heartbeat limit and
-#: the connect grace of the settings below.
+#: Seconds that time may move by: past the exit grace (0.3 s), and past the machine's limits
+#: (run_invocation_timeout=10, heartbeat_timeout=20, the connect grace of 30).
 STEPS = (0.2, 1.0, 1.0, 5.0, 11.0, 21.0, 31.0)
 #: What a process may do next (a result most often).
 RESULTS = ("ok", "ok", "ok", "part", "note", "raise")
 WORK = (*RESULTS, "beat", "init fails", "hello only")
+#: When the run starts (a clock's zero is no time a run sees: see the time-zero xfail).
 T0 = 1_000_000.0
 #: A late ProcessExited comes past the exit grace, so that only its incarnation keeps it out.
 EXIT_LATE = 1.0
