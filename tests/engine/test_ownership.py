@@ -239,8 +239,9 @@ def test_a_commit_that_fails_leaves_the_counters_equal_to_the_file(
 
 
 def _lock_before_the_runner_takes_its_lease(ws, run) -> sqlite3.Connection:
-    """Take the store's write lock right after submit(): the runner is still starting (its
-    imports alone take longer than this), so the claim is still the submitter's."""
+    """Take the store's write lock right after submit(), before anything else: the runner is
+    still starting (its interpreter and imports take far longer), so the claim is still the
+    submitter's."""
     lock = sqlite3.connect(ws.store.path, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     assert ws.store.owner(run.id).pid == os.getpid(), "the runner took its lease first"
@@ -257,9 +258,9 @@ def test_a_runner_waits_past_the_busy_budget_for_a_locked_store_to_take_its_leas
 ):
     monkeypatch.setenv(BUSY_SECONDS_ENV, "1")  # the runner's writers give up after 1 second
     run = _submit(ws, write_script, files, 8, process_count_per_node=1)
+    lock = _lock_before_the_runner_takes_its_lease(ws, run)
     monkeypatch.delenv(BUSY_SECONDS_ENV)
     runner = ws.store.get_run(run.id)["runner_pid"]
-    lock = _lock_before_the_runner_takes_its_lease(ws, run)
     try:
         # Before the fix the runner gave up after its budget and died, leaving the run
         # NotStarted until the claim lapsed, then Failed.
@@ -280,10 +281,10 @@ def test_a_runner_whose_claim_lapses_while_the_store_is_locked_leaves_the_run_fa
     monkeypatch.setenv(BUSY_SECONDS_ENV, "1")
     run = _submit(ws, write_script, files, 8, process_count_per_node=1)
     monkeypatch.delenv(BUSY_SECONDS_ENV)
-    runner = ws.store.get_run(run.id)["runner_pid"]
     with ws.store.transaction() as db:  # the claim made for the runner lapses in 2 seconds
         db.execute("UPDATE leases SET expires=? WHERE run_id=?", (time.time() + 2, run.id))
     lock = _lock_before_the_runner_takes_its_lease(ws, run)
+    runner = ws.store.get_run(run.id)["runner_pid"]
     try:
         _wait_for(lambda: not _alive(runner))  # it waits no longer than its claim holds
     finally:
