@@ -1,10 +1,11 @@
 // One step of a run: its status, progress bar with legend, counters, charts, workers, errors,
-// output preview, properties, links and logs. Made once; `update(step, ...)` patches it.
+// output preview, properties, links and files. Made once; `update(step, ...)` patches it.
 
 import { timelineView, throughputView } from "./charts.js";
-import { copyText, h, keyed, setAttr, setText, show, table } from "./dom.js";
+import { h, keyed, setAttr, setText, show, table } from "./dom.js";
 import { errorsView } from "./errors.js";
-import { ago, baseName, bytes, clock, duration, jupyterUrl, rate, served } from "./format.js";
+import { fileRow, filesView } from "./files.js";
+import { ago, baseName, bytes, clock, duration, rate } from "./format.js";
 
 function bar() {
   const done = h("div", { class: "prd-bar-done" });
@@ -66,43 +67,23 @@ function cpu(w) {
 const WORKER_COLUMNS = ["process", "pid", "state", "mini-batch", "done", "failed", "retries",
   "restarts", "CPU", "memory", "heartbeat"];
 
-// A property row whose value is a file or folder: a link where this Jupyter server serves it.
-// `name` leads the value (the output's PipelineData name), so the output has one row.
-function link(label, path, isFolder, home, name = "") {
-  if (!path) return name ? h("div", { class: "prd-prop" },
-    h("span", { class: "prd-prop-name", text: label }), h("span", { text: name })) : null;
-  const target = jupyterUrl(path, isFolder, home);
-  const shown = h("code", { text: path });
-  const copy = h("button", { type: "button", class: "prd-button prd-copy-path", text: "Copy path" });
-  copy.addEventListener("click", () => copyText(path));
-  const value = h("span", { class: "prd-link" }, name ? `${name}: ` : null, shown, copy);
-  if (target) {
-    served(target).then((ok) => {
-      if (ok) {
-        value.replaceChildren(...(name ? [`${name}: `] : []), h("a", { href: target.url, target: "_blank", rel: "noopener",
-          title: path, text: baseName(path) || path }));
-      } else {
-        value.append(h("span", { class: "prd-note", text: " (this Jupyter server does not " +
-          "show it: hidden folder; start it with --ContentsManager.allow_hidden=True)" }));
-      }
-    });
-  }
-  return h("div", { class: "prd-prop" }, h("span", { class: "prd-prop-name", text: label }), value);
-}
-
-function properties(step, home) {
+function properties(step, home, files, saved) {
   const p = step.properties;
   const rows = [["entry script", p.entry_script], ["source directory", p.source_directory],
     ["compute target", p.compute_target], ["nodes × processes", p.nodes_processes],
     ["input", p.input], ["arguments", p.arguments], ["started", clock(step.started)],
     ["ended", clock(step.ended)], ["duration", step.ended ? duration(step.elapsed) : ""],
     ...Object.entries(p.config).map(([k, v]) => [k, String(v)])];
+  const shared = { home, step, files, saved };
   return [
     ...rows.filter(([, v]) => v).map(([k, v]) => h("div", { class: "prd-prop" },
       h("span", { class: "prd-prop-name", text: k }), h("span", { text: v }))),
-    link("output", step.links.output, !step.links.output?.endsWith(".txt"), home, p.output),
-    link("snapshot", step.links.snapshot, true, home),
-    link("logs folder", step.links.logs, true, home),
+    fileRow("output", { path: step.links.output, isFolder: p.config.output_action !== "append_row",
+      name: p.output, section: "output", ...shared }),
+    fileRow("snapshot", { path: step.links.snapshot, isFolder: true, section: "snapshot",
+      first: p.entry_script, ...shared }),
+    fileRow("logs folder", { path: step.links.logs, isFolder: true, section: "logs",
+      first: "job_result.txt", ...shared }),
   ].filter(Boolean);
 }
 
@@ -137,32 +118,6 @@ function metricsView() {
   return node;
 }
 
-function logsView(model) {
-  const select = h("select", { class: "prd-log-select", "aria-label": "log file" });
-  select.addEventListener("change", () => { model.set("selected_log", select.value); model.save_changes(); });
-  const text = h("pre", { class: "prd-log-text", tabindex: "0" });
-  text.hidden = true;
-  let followed = true;
-  text.addEventListener("scroll", () => {
-    followed = text.scrollHeight - text.scrollTop - text.clientHeight < 8;
-  });
-  const node = h("details", { class: "prd-logs" }, h("summary", { text: "Logs" }), select, text);
-  node.update = (step, selected, saved) => {
-    // A view reopened from the notebook has no kernel to read another log with.
-    select.disabled = Boolean(saved);
-    keyed(select, ["", ...step.logs], (name) => name || "(none)",
-      (name) => h("option", { value: name, text: name || "choose a log file" }),
-      (option, name) => { option.selected = name === selected; });
-    show(text, step.log_text !== undefined);
-    if (step.log_text === undefined) return;
-    const top = text.scrollTop;
-    setText(text, step.log_text);
-    // The newest lines are at the end: follow them unless the user scrolled up to read.
-    text.scrollTop = followed ? text.scrollHeight : top;
-  };
-  return node;
-}
-
 export function stepView(model) {
   const name = h("strong");
   const badge = h("span", { class: "prd-status" });
@@ -180,15 +135,15 @@ export function stepView(model) {
   const previewTitle = h("summary");
   const previewBox = h("details", { class: "prd-preview", open: true }, previewTitle, preview);
   const props = h("div", { class: "prd-props" });
-  const logs = logsView(model);
+  const files = filesView(model);
   const node = h("section", { class: "prd-step" },
     h("div", { class: "prd-step-head" }, name, badge, elapsed), warnings, progress, numbers, error,
     chart, lanes, h("details", { class: "prd-workers-box", open: true },
       h("summary", { text: "Worker processes" }), workers),
     errors, logged, previewBox, h("details", { class: "prd-properties" },
-      h("summary", { text: "Properties and links" }), props), logs);
+      h("summary", { text: "Properties and links" }), props), files);
   let propsKey = "";
-  node.update = (step, found, { selected_log: selected, final, home, saved }) => {
+  node.update = (step, found, { selected_file: selected, final, home, saved }) => {
     setAttr(node, "data-step", step.name);
     setText(name, step.name);
     setText(badge, step.headline);
@@ -214,13 +169,13 @@ export function stepView(model) {
     setText(previewTitle, `Latest output rows (${baseName(step.links.output)})`);
     setText(preview, step.preview.join("\n"));
     // Properties change only when the step ends: rebuilt then, and left alone otherwise.
-    const key = JSON.stringify([step.properties, step.links, step.started, step.ended]);
+    const key = JSON.stringify([step.properties, step.links, step.files, step.started, step.ended]);
     if (key !== propsKey) {
-      props.replaceChildren(...properties(step, home));
+      props.replaceChildren(...properties(step, home, files, saved));
       propsKey = key;
     }
-    show(logs, step.logs.length > 0);
-    logs.update(step, selected, saved);
+    show(files, Object.values(step.files).some((names) => names.length > 0));
+    files.update(step, selected, saved);
   };
   return node;
 }

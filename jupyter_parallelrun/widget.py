@@ -52,7 +52,7 @@ def _bundle(name: str, seen: tuple[str, ...] = ()) -> str:
 
 
 class RunDetails(anywidget.AnyWidget):
-    """Live status, progress, timeline, workers, errors, properties and logs of a run.
+    """Live status, progress, timeline, workers, errors, properties and files of a run.
 
     Parameters
     ----------
@@ -76,7 +76,8 @@ class RunDetails(anywidget.AnyWidget):
     _css = _ASSETS / "run_details.css"
     state = traitlets.Dict().tag(sync=True)
     errors = traitlets.Dict().tag(sync=True)
-    selected_log = traitlets.Unicode("").tag(sync=True)
+    #: The file the view shows: ``"<step id>/<output, snapshot or logs>/<path in it>"``.
+    selected_file = traitlets.Unicode("").tag(sync=True)
     #: The outcome of the last Cancel or Resume pressed in this view.
     notice = traitlets.Unicode("").tag(sync=True)
 
@@ -104,7 +105,7 @@ class RunDetails(anywidget.AnyWidget):
     def _refresh(self) -> dict:
         with self._lock:
             state, errors = widget_state(
-                self.run_instance, self.selected_log, self._watcher, self._errors, self._metrics
+                self.run_instance, self.selected_file, self._watcher, self._errors, self._metrics
             )
             # Counted, so a test can tell how many polls something took without a clock.
             self._polls += 1
@@ -134,7 +135,7 @@ class RunDetails(anywidget.AnyWidget):
         for display_id in self._displays:
             update_display(self._repr_mimebundle_()[0], raw=True, display_id=display_id)
 
-    @traitlets.observe("selected_log")
+    @traitlets.observe("selected_file")
     def _log_selected(self, change: dict) -> None:
         self._refresh()
 

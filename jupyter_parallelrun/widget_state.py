@@ -2,12 +2,14 @@
 ``errors``, both bounded however many mini-batches and errors the run has.
 
 It only reads: the run store through :class:`~jupyter_parallelrun.progress.RunWatcher`, and the
-step's files (the tail of its output and of the chosen log). Errors come grouped, the timeline
-and the throughput chart binned, and rows that rarely change are read again only when they did.
+step's files (the tail of its output, the listing of its folders, the file chosen in the view).
+Errors come grouped, the timeline and the throughput chart binned, and rows that rarely change
+are read again only when they did.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from .progress import RunWatcher, output_folder
 
 PREVIEW_ROWS = 10
 LOG_TAIL_BYTES = 64 * 1024
-LOG_FILES = 200
+#: Files listed per folder (the output, the snapshot, the logs); a larger folder is cut.
+FOLDER_FILES = 200
+FILE_LINES = 200
 ERROR_GROUPS = 20
 ERRORS_PER_GROUP = 10
 TRACEBACK_CHARS = 4000
@@ -46,6 +50,28 @@ def _tail_lines(path: Path, count: int) -> list[str]:
     if size > LOG_TAIL_BYTES:
         lines = lines[1:]
     return lines[-count:]
+
+
+def _files(root: Path | None) -> list[str]:
+    """Up to ``FOLDER_FILES`` files under ``root``, as sorted paths relative to it."""
+    if root is None or not root.is_dir():
+        return []
+    found = itertools.islice((p for p in root.rglob("*") if p.is_file()), FOLDER_FILES)
+    # A name that is not UTF-8 is listed readably (its state must encode as JSON), not opened.
+    names = (p.relative_to(root).as_posix() for p in found)
+    return sorted(n.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for n in names)
+
+
+def _file_text(path: Path) -> str:
+    """A file as the view shows it: all of a short one, the last lines of a long one."""
+    lines = _tail_lines(path, FILE_LINES + 1)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return ""
+    if size <= LOG_TAIL_BYTES and len(lines) <= FILE_LINES:
+        return "\n".join(lines)
+    return f"[the last {FILE_LINES} lines of {size:,} bytes]\n" + "\n".join(lines[-FILE_LINES:])
 
 
 def _clip(text: str | None, limit: int, keep_end: bool = False) -> str:
@@ -121,7 +147,7 @@ def _input_text(spec: dict[str, Any], names: dict[str, str]) -> str:
 
 
 def _step_view(
-    ws: Any, watcher: RunWatcher, step: dict[str, Any], selected_log: str, step_names: dict
+    ws: Any, watcher: RunWatcher, step: dict[str, Any], selected_file: str, step_names: dict
 ) -> dict[str, Any]:
     now = time.time()
     store = ws.store
@@ -138,14 +164,14 @@ def _step_view(
         output_file = str(Path(folder) / config["append_row_file_name"])
     view["preview"] = _tail_lines(Path(output_file), PREVIEW_ROWS) if output_file else []
     logs = ws.path / "runs" / step["id"] / "logs"
-    names = (
-        sorted(str(p.relative_to(logs)) for p in logs.rglob("*") if p.is_file())
-        if logs.exists()
-        else []
-    )
-    view["logs"] = names[:LOG_FILES]
-    if selected_log in names:
-        view["log_text"] = "\n".join(_tail_lines(logs / selected_log, 200))
+    # The step's files are read here, by the kernel, so the view shows them on any Jupyter
+    # server: one that hides .parallelrun (the default) cannot open them itself.
+    folders = {"output": folder, "snapshot": spec.get("snapshot"), "logs": logs}
+    folders = {name: Path(path) if path else None for name, path in folders.items()}
+    view["files"] = {name: _files(path) for name, path in folders.items()}
+    section, _, relative = selected_file.removeprefix(f"{step['id']}/").partition("/")
+    if selected_file.startswith(f"{step['id']}/") and relative in view["files"].get(section, []):
+        view["file_text"] = _file_text(folders[section] / relative)
     view["links"] = {
         "output": output_file or folder,
         "snapshot": spec.get("snapshot"),
@@ -204,7 +230,7 @@ def metrics(store: Any, step_id: str) -> dict[str, Any]:
 
 def widget_state(
     run: Any,
-    selected_log: str = "",
+    selected_file: str = "",
     watcher: RunWatcher | None = None,
     errors: ChangedRows | None = None,
     logged: ChangedRows | None = None,
@@ -222,7 +248,7 @@ def widget_state(
     record = ws.store.get_run(run.id)
     pipeline = ws.store.get_run(record["parent_id"]) if record["parent_id"] else record
     names = {step["id"]: step["name"] for step in state["steps"]}
-    state["steps"] = [_step_view(ws, watcher, s, selected_log, names) for s in state["steps"]]
+    state["steps"] = [_step_view(ws, watcher, s, selected_file, names) for s in state["steps"]]
     for step in state["steps"]:
         step["metrics"] = logged(step["id"])
         # "step 'x' canceled: canceled on request" is said once, by the run's error.
@@ -233,7 +259,7 @@ def widget_state(
     state["tags"] = pipeline["tags"] or {}
     state["can_cancel"] = not state["final"] and not state["cancel_requested"]
     state["can_resume"] = state["status"] in ("Failed", "Canceled")
-    state["selected_log"] = selected_log
+    state["selected_file"] = selected_file
     # The front-end resolves a JupyterLab root of "~/..." with it, to link the run's files.
     state["home"] = str(Path.home())
     return state, {step["id"]: errors(step["id"]) for step in state["steps"]}

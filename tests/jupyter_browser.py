@@ -31,7 +31,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def request(url: str, method: str = "GET") -> int:
+def http_status(url: str, method: str = "GET") -> int:
     request = urllib.request.Request(url, method=method)
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status
@@ -58,8 +58,11 @@ def _settings(home: Path) -> None:
 
 
 @pytest.fixture(name="lab")
-def lab_server(tmp_path: Path):
-    """A JupyterLab server on 127.0.0.1, isolated from the user's settings; yields its URL."""
+def lab_server(tmp_path: Path, request: pytest.FixtureRequest):
+    """A JupyterLab server on 127.0.0.1, isolated from the user's settings and started with
+    the defaults; yields its URL and token. Parametrized ``{"allow_hidden": True}`` (indirect),
+    it serves hidden folders, as a server started with that option does."""
+    allow_hidden = getattr(request, "param", {}).get("allow_hidden", False)
     port, token = free_port(), secrets.token_hex(16)
     home = tmp_path / "jupyter-home"
     env = {
@@ -85,8 +88,7 @@ def lab_server(tmp_path: Path):
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.extension_manager=readonly",
-            # The run's files live under the workspace's .parallelrun folder.
-            "--ContentsManager.allow_hidden=True",
+            *(["--ContentsManager.allow_hidden=True"] if allow_hidden else []),
             # CI containers often run as root; the server refuses that unless told.
             *(["--allow-root"] if os.geteuid() == 0 else []),
         ],
@@ -101,7 +103,7 @@ def lab_server(tmp_path: Path):
         while True:
             assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
             try:
-                if request(f"{base}/api/status?token={token}") == 200:
+                if http_status(f"{base}/api/status?token={token}") == 200:
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -110,7 +112,7 @@ def lab_server(tmp_path: Path):
         yield base, token
     finally:
         try:
-            request(f"{base}/api/shutdown?token={token}", method="POST")
+            http_status(f"{base}/api/shutdown?token={token}", method="POST")
             server.wait(timeout=20)
         except (OSError, subprocess.TimeoutExpired):
             server.terminate()

@@ -50,9 +50,16 @@ def test_state_of_a_running_then_finished_run(ws, write_script, files):
     assert group["exception"] == "ValueError: bad <b>input</b>" and group["count"] == 1
     assert "Traceback" in group["traceback"] and group["latest"][0]["mb_id"] == 4
     assert len(step["preview"]) == 10 and step["preview"][0].endswith(" ok")
-    assert "job_result.txt" in step["logs"]
-    widget.selected_log = "job_result.txt"
-    assert widget.state["steps"][0]["log_text"].startswith("Completed")
+    assert "job_result.txt" in step["files"]["logs"]
+    assert step["files"]["output"] == ["parallel_run_step.txt"]
+    assert "score.py" in step["files"]["snapshot"]
+    widget.selected_file = f"{step['id']}/logs/job_result.txt"
+    assert widget.state["steps"][0]["file_text"].startswith("Completed")
+    widget.selected_file = f"{step['id']}/snapshot/score.py"
+    assert "def run(mini_batch):" in widget.state["steps"][0]["file_text"]
+    # Only a file the view lists is read: nothing outside the step's folders.
+    widget.selected_file = f"{step['id']}/snapshot/../../../../config.json"
+    assert "file_text" not in widget.state["steps"][0]
     assert "score-step: Completed 12/12 mini-batches" in widget._repr_mimebundle_()[0]["text/plain"]
 
 
