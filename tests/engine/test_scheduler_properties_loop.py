@@ -206,6 +206,8 @@ class Loop:
             if not process.dead and process.ready and process.end is None:
                 self.received(process, Bye())
         self.feed(WorkersStopped(self.now, {name: -9 for name in self.state.workers}))
+        for process in self.processes.values():
+            process.ended = process.dead = True
         self.over = True
 
     def current_of(self, process: Process) -> Process:
