@@ -34,6 +34,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from jupyter_parallelrun.engine import scheduler_steps
 from jupyter_parallelrun.engine.budget import Budget
 from jupyter_parallelrun.engine.messages import Beat, Done, Failed, Ready
 from jupyter_parallelrun.engine.scheduler_events import (
@@ -52,6 +53,7 @@ from jupyter_parallelrun.engine.scheduler_events import (
     WorkerEnded,
 )
 from jupyter_parallelrun.engine.scheduler_state import SchedulerSettings, worker_names
+from jupyter_parallelrun.engine.scheduler_steps import HELD_MINI_BATCHES
 
 from .test_scheduler_properties_loop import EXIT_LATE, RESULTS, STEPS, WORK, Loop
 
@@ -69,10 +71,24 @@ class SchedulerMachine(Loop, RuleBasedStateMachine):
         budget=st.sampled_from([Budget(), Budget(error_threshold=3), Budget(-1, 1, 40.0)]),
         limits=st.sampled_from([(None, None), (50.0, 100.0)]),
         warm=st.booleans(),
+        hold=st.sampled_from([None, 1, 2]),
     )
     def start(
-        self, workers, run_max_try, preserve_order, n_input, before, items, budget, limits, warm
+        self,
+        workers,
+        run_max_try,
+        preserve_order,
+        n_input,
+        before,
+        items,
+        budget,
+        limits,
+        warm,
+        hold,
     ):
+        # preserve_order's hold-back, at a few held mini-batches instead of 10,000 (put back in
+        # teardown), so that new input waits for the earliest unfinished one in these runs.
+        scheduler_steps.HELD_MINI_BATCHES = hold or HELD_MINI_BATCHES
         earlier = dict(items_done=before, items_failed=0, mb_done=before, mb_failed=0, retries=0)
         config = SchedulerSettings(
             "step",
@@ -266,8 +282,11 @@ class SchedulerMachine(Loop, RuleBasedStateMachine):
         self.state.rows()
 
     def teardown(self) -> None:
-        if getattr(self, "state", None) is not None:  # not when start() itself failed
-            self.run_to_its_end()
+        try:
+            if getattr(self, "state", None) is not None:  # not when start() itself failed
+                self.run_to_its_end()
+        finally:
+            scheduler_steps.HELD_MINI_BATCHES = HELD_MINI_BATCHES
 
 
 QUICK = settings(

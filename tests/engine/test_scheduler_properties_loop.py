@@ -230,7 +230,9 @@ class Loop:
                 break
             for process in [p for p in self.processes.values() if p.end and not p.ended]:
                 self.ended(process, -9, False)
-            for process in self.live(lambda p: p.end is None):
+            # The last worker first: later mini-batches finish before earlier ones, so that
+            # preserve_order holds results (and new input) back on the way.
+            for process in reversed(self.live(lambda p: p.end is None)):
                 if not process.connected:
                     self.start_step(process)
                 elif not process.ready:
