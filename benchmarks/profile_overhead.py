@@ -150,15 +150,17 @@ def _step(ws, files: Path):
 
 
 def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.Stats], dict]:
-    from jupyter_parallelrun import Workspace
+    from jupyter_parallelrun import Workspace, submission
     from jupyter_parallelrun.engine import backends, runner
     from jupyter_parallelrun.engine.backends.local import LocalBackend
 
     ws = Workspace.create("profile", path=workspace_folder("profile"))
     experiment, pipeline = _step(ws, files)
-    started_runner = runner.start_runner
+    started_runner = submission.start_runner
     tokens: list[str] = []  # the claim submit() makes for the runner, taken below
-    runner.start_runner = lambda ws, run_id, token: tokens.append(token) or os.getpid()
+    submission.start_runner = lambda store, folder, run_id, token: (
+        tokens.append(token) or os.getpid()
+    )
     backends.register_backend("local", _profiled_backend(folder))
     try:
         run = experiment.submit(pipeline)
@@ -168,13 +170,13 @@ def _profiled_run(files: Path, folder: Path) -> tuple[pstats.Stats, list[pstats.
         lease = runner.RunnerLease(ws.store, run.id, tokens[0])
         lease.take()
         try:
-            runner.run_pipeline(ws, run.id, lease)
+            runner.run_pipeline(runner.RunnerHome(ws.store, ws.path), run.id, lease)
         finally:
             lease.stop()
         profile.disable()
         wall = time.perf_counter() - began
     finally:
-        runner.start_runner = started_runner
+        submission.start_runner = started_runner
         backends.register_backend("local", LocalBackend)
     step = ws.store.list_runs(parent_id=run.id)[0]
     if step["status"] != "Completed":

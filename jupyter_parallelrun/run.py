@@ -8,7 +8,6 @@ the store at that moment, so a handle made in another kernel, a terminal or afte
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import re
 import shutil
@@ -18,9 +17,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .environment_check import warn_each_time
 from .follow import Follower
 from .metrics import MetricsLogging, OfflineRun
+from .port_data import PortDataReference
 from .progress import RunWatcher, run_state, summary_text
 from .run_details import run_details, run_html
 from .store import FINAL_STATUSES
@@ -80,46 +79,13 @@ class Experiment:
         tags : dict, optional
             Free-form tags stored with the run.
         """
-        from .engine.runner import start_runner
         from .pipeline import Pipeline
-        from .step_plan import make_plan
-        from .store_lease import STARTUP_SECONDS, claim, lease_seconds
+        from .submission import submit_pipeline
 
         if not isinstance(config, Pipeline):
             raise TypeError(f"config must be a Pipeline; got {type(config).__name__}")
-        ws = self.workspace
         run_id = f"{self.name}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
-        plan = make_plan(ws, config, pipeline_parameters, run_id, self.name)
-        plan["submitted_by"] = getpass.getuser()
-        # Before the run exists: a filter that makes EnvironmentWarning an error refuses the
-        # submission instead of leaving a started run without its handle.
-        for step in plan["steps"]:
-            for message in step["warnings"]:
-                warn_each_time(f"step {step['name']!r}: {message}")
-        with ws.store.transaction() as db:  # the run exists only with its claim
-            ws.store.create_run(
-                db=db,
-                id=run_id,
-                experiment=self.name,
-                kind="pipeline",
-                status="NotStarted",
-                spec=plan,
-                tags=tags or {},
-            )
-            for step in plan["steps"]:
-                ws.store.create_run(
-                    db=db,
-                    id=step["run_id"],
-                    parent_id=run_id,
-                    experiment=self.name,
-                    name=step["name"],
-                    kind="step",
-                    status="NotStarted",
-                    spec=step,
-                )
-            token = claim(db, run_id, lease_seconds() + STARTUP_SECONDS)
-        pid = start_runner(ws, run_id, token)
-        ws.store.update_run(run_id, runner_pid=pid)
+        submit_pipeline(self.workspace, self.name, run_id, config, pipeline_parameters, tags)
         return PipelineRun(self, run_id)
 
     def get_runs(self, type: str | None = None, tags: Any = None) -> list[PipelineRun]:
@@ -211,21 +177,16 @@ class Run(MetricsLogging):
     def _settle_if_unowned(self, status: str) -> bool:
         """End the run with ``status`` when no runner owns it (its lease lapsed), as one
         transaction that also lets the lease go and cuts uncommitted rows; whether it did."""
-        from .datastore import Datastore
         from .engine.lease import settle_if_unowned
+        from .submission import append_row_file
 
         ws = self.experiment.workspace
         pipeline_id = self._record["parent_id"] or self.id
         outputs = {}
         for step in self._store.list_runs(parent_id=pipeline_id):
-            spec = step["spec"] or {}
-            config = spec.get("config") or {}
-            if config.get("output_action") == "append_row" and spec.get("output"):
-                output = spec["output"]
-                folder = Datastore.get(ws, output["datastore"]).local_path(
-                    output["path_on_datastore"]
-                )
-                outputs[step["id"]] = folder / config["append_row_file_name"]
+            file = append_row_file(ws, step["spec"])
+            if file is not None:
+                outputs[step["id"]] = file
         log = ws.path / "runs" / pipeline_id / "runner_stdout.txt"
         return settle_if_unowned(self._store, pipeline_id, status, log, outputs)
 
@@ -387,35 +348,13 @@ class PipelineRun(Run):
             A runner owns the run (another ``resume()`` was first, or it never stopped); the
             message says which runner, on which host, since when.
         ValueError
-            The run is not Failed or Canceled.
+            The run is not Failed or Canceled, or it was stored in an older format that
+            cannot be converted now (the message says why).
         """
-        from .engine.runner import start_runner
-        from .store_lease import STARTUP_SECONDS, claim, lease_seconds
+        from .submission import resume_pipeline
 
         self.get_state()  # a run whose runner was lost is marked Failed first
-        with self._store.transaction() as db:
-            # The claim first: with a runner on the run it says whose, whatever the status.
-            token = claim(db, self.id, lease_seconds() + STARTUP_SECONDS)
-            record = self._record
-            if record["status"] not in ("Failed", "Canceled"):
-                raise ValueError(
-                    f"run {self.id} is {record['status']}; only a Failed or Canceled run can be "
-                    "resumed"
-                )
-            for run in [record, *self._store.list_runs(parent_id=self.id)]:
-                if run["status"] != "Completed":
-                    self._store.update_run(
-                        run["id"],
-                        db=db,
-                        status="NotStarted",
-                        ended=None,
-                        error=None,
-                        cancel_requested=0,
-                        runner_pid=None,
-                    )
-        self._store.update_run(
-            self.id, runner_pid=start_runner(self.experiment.workspace, self.id, token)
-        )
+        resume_pipeline(self.experiment.workspace, self.id)
         return self
 
     def get_steps(self) -> list[StepRun]:
@@ -443,39 +382,3 @@ class StepRun(Run):
 
     def get_output(self) -> PortDataReference:
         return self.get_output_data(self._record["spec"]["output"]["name"])
-
-
-class PortDataReference:
-    """Where a step's output lies on its datastore; ``download`` copies it out."""
-
-    def __init__(self, workspace: Workspace, output: dict[str, Any]) -> None:
-        from .datastore import Datastore
-
-        self.name = output["name"]
-        self.datastore = Datastore.get(workspace, output["datastore"])
-        self.path_on_datastore: str = output["path_on_datastore"]
-
-    def download(self, local_path: str, overwrite: bool = False, show_progress: bool = True) -> str:
-        """Copy the output to ``local_path/path_on_datastore``; returns that folder.
-
-        An output on a blob datastore is read back from the container.
-        """
-        target = Path(local_path) / self.path_on_datastore
-        if target.exists() and not overwrite and any(target.iterdir()):
-            raise FileExistsError(
-                f"local_path={local_path!r} already holds {target}; pass overwrite=True"
-            )
-        if self.datastore.datastore_type != "Local":
-            prefix = self.path_on_datastore.rstrip("/") + "/"
-            self.datastore.download(local_path, prefix, overwrite=True, show_progress=show_progress)
-            target.mkdir(parents=True, exist_ok=True)
-            return str(target)
-        shutil.copytree(
-            self.datastore.local_path(self.path_on_datastore), target, dirs_exist_ok=True
-        )
-        return str(target)
-
-    def __repr__(self) -> str:
-        return (
-            f"PortDataReference(name={self.name!r}, path_on_datastore={self.path_on_datastore!r})"
-        )

@@ -1,12 +1,14 @@
-"""Turning a submitted Pipeline into a run plan, checking everything that can be checked first.
+"""Turning a submitted Pipeline into its description, checking everything that can be checked.
 
-API code: it reads the API's objects, and the engine gets only the plan it writes.
+API code: it reads the API's objects, and the engine gets only the description it makes.
 
 ``make_plan`` runs in the notebook at ``submit()``: it resolves the pipeline parameters,
 re-validates every step's configuration with them, checks the entry scripts, the inputs and the
-environments, takes a snapshot of each step's source directory, and writes down everything the
-runner needs as one JSON document. Whatever is wrong with the submission is raised here, before
-any process starts.
+environments, takes a snapshot of each step's source directory, and describes everything the
+runner needs as a :class:`~.step_description.PipelineDescription`: settings parsed, inputs as
+specs, each output's location resolved (:func:`output_location`, the one place that does).
+Whatever is wrong with the submission is raised here, before any process starts.
+:func:`upgrade_plan` turns a plan stored before descriptions had a version into one.
 """
 
 from __future__ import annotations
@@ -15,24 +17,36 @@ import ast
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .blob_storage import check_container
 from .compute import ComputeTarget
 from .dataset import TabularDataset
-from .engine.step_input import output_datastore
+from .datastore import Datastore
 from .environment import check_environment
 from .environment_check import worker_variables
 from .pipeline import resolve_parameters
 from .pipeline_inputs import DatasetConsumptionConfig, PipelineData, PipelineParameter
 from .settings import mini_batch_size_for
-from .workspace import DATA_FOLDER, DEFAULT_DATASTORE
+from .step_description import (
+    VERSION,
+    DescriptionError,
+    InputSpec,
+    OutputLocation,
+    PipelineDescription,
+    Settings,
+    StepDescription,
+)
+from .workspace import DATA_FOLDER, DEFAULT_DATASTORE, RUN_ID_ENV, WORKSPACE_ENV
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
     from .workspace import Workspace
 
+#: Where outputs to blob datastores are committed, in the workspace, before they are uploaded.
+BLOB_OUTPUTS = "blob_outputs"
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.pyc", ".ipynb_checkpoints", DATA_FOLDER
 )
@@ -79,13 +93,13 @@ def _dataset_of(item: Any, values: dict[str, Any]) -> Any:
     return item
 
 
-def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) -> dict[str, Any]:
+def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) -> InputSpec:
 
     name = getattr(item, "name", None)
     if isinstance(item, PipelineData):
         if item.name not in producers:
             raise ValueError(f"input {item.name!r} is a PipelineData that no step produces")
-        return {"name": item.name, "pipeline_data": item.name, "producer": producers[item.name]}
+        return InputSpec(item.name, pipeline_data=item.name, producer=producers[item.name])
     dataset = _dataset_of(item, values)
     if not hasattr(dataset, "to_spec"):
         raise TypeError(
@@ -95,10 +109,10 @@ def _input_plan(item: Any, values: dict[str, Any], producers: dict[str, str]) ->
     if isinstance(item, DatasetConsumptionConfig):
         name = item.name
     mode = getattr(item, "mode", None) or "direct"
-    return {"name": name or dataset.name or "input", "dataset": dataset.to_spec(), "mode": mode}
+    return InputSpec(name or dataset.name or "input", dataset=dataset.to_spec(), mode=mode)
 
 
-def _argument_plan(arg: Any, values: dict[str, Any], producers: dict[str, str]) -> Any:
+def _argument_plan(arg: Any, values: dict[str, Any], producers: dict[str, str]) -> str | InputSpec:
 
     if isinstance(arg, PipelineParameter) and not hasattr(
         values.get(arg.name, arg.default_value), "to_spec"
@@ -148,7 +162,36 @@ def _snapshot(ws: Workspace, step_run_id: str, source_directory: str | None, scr
     return str(target)
 
 
-def check_blob_datastores(ws: Workspace, step: dict[str, Any], checked: set[str]) -> None:
+def output_location(
+    ws: Workspace, name: str, datastore_name: str, path_on_datastore: str, settings: dict
+) -> OutputLocation:
+    """Where a step's output goes: the one place that works it out (at submit, and when an
+    older run is resumed). A blob datastore's output is committed in the workspace's staging
+    folder first, and uploaded when the step completes.
+
+    Raises ValueError when ``datastore_name`` is not registered (the default one is
+    registered when first used, as ``Workspace.get_default_datastore`` does).
+    """
+    if datastore_name == DEFAULT_DATASTORE:
+        datastore = ws.get_default_datastore()
+    else:
+        datastore = Datastore.get(ws, datastore_name)
+    if datastore.datastore_type == "Local":
+        folder = datastore.local_path(path_on_datastore)
+    else:
+        folder = ws.path / BLOB_OUTPUTS / datastore.name / path_on_datastore
+    append_row = settings["output_action"] == "append_row"
+    return OutputLocation(
+        name=name,
+        datastore=datastore.name,
+        datastore_type=datastore.datastore_type,
+        path_on_datastore=path_on_datastore,
+        folder=str(folder),
+        append_row_file=str(folder / settings["append_row_file_name"]) if append_row else None,
+    )
+
+
+def check_blob_datastores(ws: Workspace, step: StepDescription, checked: set[str]) -> None:
     """Check that every blob container a planned step reads or writes can be listed now, with
     its credentials, so that a wrong key, a missing container, an unreachable account or a
     missing adlfs is an error at submit() rather than in every worker."""
@@ -165,14 +208,85 @@ def check_blob_datastores(ws: Workspace, step: dict[str, Any], checked: set[str]
             for item in value:
                 walk(item)
 
-    walk([step["input"], step["side_inputs"], step["arguments"]])
-    output = output_datastore(ws, step["output"]).to_spec()
-    if output["datastore_type"] == "AzureBlob":
-        found.setdefault(output["name"], output)
+    described = step.to_json()
+    walk([described["input"], described["side_inputs"], described["arguments"]])
+    if step.output.uploaded:
+        found.setdefault(step.output.datastore, Datastore.get(ws, step.output.datastore).to_spec())
     for name, spec in found.items():
         if name not in checked:
             check_container(name, spec)
             checked.add(name)
+
+
+def _settings(step_name: str, config: dict[str, Any], dataset: Any) -> Settings:
+    """The step's settings, parsed: checks that need the input are made here."""
+    tabular = isinstance(dataset, TabularDataset)
+    keys = config.get("partition_keys")
+    if keys and not tabular and not set(keys) <= set(getattr(dataset, "partition_keys", [])):
+        raise ValueError(
+            f"step {step_name!r}: partition_keys={keys!r} on a FileDataset must be keys "
+            f"of its partition_format; its keys are {getattr(dataset, 'partition_keys', [])} "
+            '(made with Dataset.File.from_files(..., partition_format="{key}/..."))'
+        )
+    parsed = mini_batch_size_for(config["mini_batch_size"], tabular)
+    return Settings.from_json({**config, "mini_batch_size_parsed": parsed})
+
+
+def _worker_variables(ws: Workspace, step_run_id: str, environment: Any) -> dict[str, str]:
+    """What every worker of the step gets besides the user's variables: where its workspace
+    and run are (``Run.get_context()``, ``Model.get_model_path()``) and what the
+    environment's pins need (pandas' string option, ...)."""
+    return {
+        WORKSPACE_ENV: str(ws.config_file.parent),
+        RUN_ID_ENV: step_run_id,
+        **worker_variables(environment),
+    }
+
+
+def _describe_step(
+    ws: Workspace, step: Any, values: dict[str, Any], producers: dict[str, str]
+) -> tuple[StepDescription, Path]:
+    """One step's description (its snapshot not taken yet), and its entry script's path."""
+    step_run_id = str(uuid.uuid4())
+    config = step.parallel_run_config.resolved(values)
+    script = check_entry_script(config["source_directory"], config["entry_script"])
+    if config["source_directory"]:
+        check_links(config["source_directory"])
+    else:
+        config["entry_script"] = script.name
+    settings = _settings(step.name, config, _dataset_of(step.inputs[0], values))
+    if settings.compute_target:
+        # On a Dask cluster this checks every Dask worker: reachable, enough of them, the
+        # environment installed, the workspace visible.
+        compute = ComputeTarget(ws, settings.compute_target)
+        warnings = compute.check_step(settings.node_count, settings.environment)
+    else:
+        warnings = check_environment(settings.environment)
+    output_name = step.output.name if step.output is not None else "output"
+    datastore = getattr(step.output, "datastore", None)
+    output = output_location(
+        ws,
+        output_name,
+        datastore.name if datastore is not None else DEFAULT_DATASTORE,
+        f"azureml/{step_run_id}/{output_name}",
+        config,
+    )
+    described = StepDescription(
+        run_id=step_run_id,
+        name=step.name,
+        settings=settings,
+        input=_input_plan(step.inputs[0], values, producers),
+        side_inputs=tuple(_input_plan(s, values, producers) for s in step.side_inputs),
+        arguments=tuple(_argument_plan(a, values, producers) for a in step.arguments),
+        output=output,
+        allow_reuse=bool(step.allow_reuse),
+        snapshot="",
+        # Environment warnings: shown at submit, stored with the run (get_details()["warnings"],
+        # RunDetails) and written to logs/runner.txt.
+        warnings=tuple(warnings),
+        worker_variables=_worker_variables(ws, step_run_id, settings.environment),
+    )
+    return described, script
 
 
 def make_plan(
@@ -181,69 +295,60 @@ def make_plan(
     pipeline_parameters: dict[str, Any] | None,
     pipeline_run_id: str,
     experiment: str,
-) -> dict[str, Any]:
-    """Validate a submission and describe it as a JSON-able plan for the runner."""
+    submitted_by: str | None = None,
+) -> PipelineDescription:
+    """Validate a submission and describe it for the runner (see ``step_description.py``)."""
 
     values = resolve_parameters(pipeline, pipeline_parameters)
     producers: dict[str, str] = {}
     steps = []
     checked: set[str] = set()
     for step in pipeline.steps:
-        step_run_id = str(uuid.uuid4())
-        config = step.parallel_run_config.resolved(values)
-        script = check_entry_script(config["source_directory"], config["entry_script"])
-        if config["source_directory"]:
-            check_links(config["source_directory"])
-        if config["source_directory"] is None:
-            config["entry_script"] = script.name
-        input_plan = _input_plan(step.inputs[0], values, producers)
-        dataset = _dataset_of(step.inputs[0], values)
-        tabular = isinstance(dataset, TabularDataset)
-        config["mini_batch_size_parsed"] = mini_batch_size_for(config["mini_batch_size"], tabular)
-        keys = config.get("partition_keys")
-        if keys and not tabular and not set(keys) <= set(getattr(dataset, "partition_keys", [])):
-            raise ValueError(
-                f"step {step.name!r}: partition_keys={keys!r} on a FileDataset must be keys "
-                f"of its partition_format; its keys are {getattr(dataset, 'partition_keys', [])} "
-                '(made with Dataset.File.from_files(..., partition_format="{key}/..."))'
-            )
-        if config.get("compute_target"):
-            # On a Dask cluster this checks every Dask worker: reachable, enough of them, the
-            # environment installed, the workspace visible.
-            compute = ComputeTarget(ws, config["compute_target"])
-            warnings = compute.check_step(config["node_count"], config.get("environment"))
-        else:
-            warnings = check_environment(config.get("environment"))
-        output = step.output
-        output_name = output.name if output is not None else "output"
-        datastore = getattr(output, "datastore", None)
-        steps.append(
-            {
-                "run_id": step_run_id,
-                "name": step.name,
-                "config": config,
-                "input": input_plan,
-                "side_inputs": [_input_plan(s, values, producers) for s in step.side_inputs],
-                "arguments": [_argument_plan(a, values, producers) for a in step.arguments],
-                "output": {
-                    "name": output_name,
-                    "datastore": datastore.name if datastore is not None else DEFAULT_DATASTORE,
-                    "path_on_datastore": f"azureml/{step_run_id}/{output_name}",
-                },
-                "allow_reuse": bool(step.allow_reuse),
-                "snapshot": None,
-                # Environment warnings (strings): shown at submit, stored with the run
-                # (get_details()["warnings"], RunDetails) and written to logs/runner.txt.
-                "warnings": warnings,
-                "worker_variables": worker_variables(config.get("environment")),
-            }
+        described, script = _describe_step(ws, step, values, producers)
+        check_blob_datastores(ws, described, checked)
+        source = described.settings.source_directory
+        steps.append(replace(described, snapshot=_snapshot(ws, described.run_id, source, script)))
+        producers[described.output.name] = described.run_id
+    return PipelineDescription(
+        run_id=pipeline_run_id,
+        experiment=experiment,
+        parameters={k: v for k, v in values.items() if not hasattr(v, "to_spec")},
+        steps=tuple(steps),
+        submitted_by=submitted_by,
+    )
+
+
+def upgrade_plan(ws: Workspace, plan: dict[str, Any]) -> PipelineDescription:
+    """A run plan stored before descriptions had a version (plain dicts, as ``make_plan``
+    wrote them until then), as a description: its output locations resolved now.
+
+    Raises
+    ------
+    DescriptionError
+        The plan lacks something the description needs, or its output's datastore is no
+        longer registered; the message says which.
+    """
+    steps = [upgrade_step(ws, step).to_json() for step in plan.get("steps", [])]
+    try:
+        upgraded = {**plan, "version": VERSION, "steps": steps}
+        return PipelineDescription.from_json({"submitted_by": None, **upgraded})
+    except (KeyError, TypeError) as error:
+        raise DescriptionError(f"its stored plan lacks {error}") from None
+
+
+def upgrade_step(ws: Workspace, step: dict[str, Any]) -> StepDescription:
+    """One step of :func:`upgrade_plan` (a step run's record holds it too)."""
+    if step.get("version") is not None:
+        return StepDescription.from_json(step)
+    try:
+        config, output = step["config"], step["output"]
+        location = output_location(
+            ws, output["name"], output["datastore"], output["path_on_datastore"], config
         )
-        check_blob_datastores(ws, steps[-1], checked)
-        steps[-1]["snapshot"] = _snapshot(ws, step_run_id, config["source_directory"], script)
-        producers[output_name] = step_run_id
-    return {
-        "run_id": pipeline_run_id,
-        "experiment": experiment,
-        "parameters": {k: v for k, v in values.items() if not hasattr(v, "to_spec")},
-        "steps": steps,
-    }
+        variables = _worker_variables(ws, step["run_id"], None) | step["worker_variables"]
+        upgraded = {**step, "version": VERSION, "output": location.to_json()}
+        return StepDescription.from_json({**upgraded, "worker_variables": variables})
+    except KeyError as error:
+        raise DescriptionError(f"its stored step {step.get('name')!r} lacks {error}") from None
+    except ValueError as error:  # the output's datastore is gone, or another format
+        raise DescriptionError(f"step {step.get('name')!r}: {error}") from None

@@ -45,9 +45,11 @@ API = {
     "partitioned_copy",
     "pipeline",
     "pipeline_inputs",
+    "port_data",
     "run",
     "run_details",
     "step_plan",
+    "submission",
     "workspace",
 }
 #: What the user watches a run with: they only read the run store.
@@ -66,24 +68,22 @@ SHARED = {
     "entry_script",
     "settings",
     "dask_client",
+    "step_description",
 }
 
 #: (importer, imported) pairs from engine/ into the API, still to be moved.
 ENGINE_TO_API = {
     ("engine.partition", "dataset"),
-    ("engine.runner", "workspace"),
     ("engine.step_input", "dataset"),
-    ("engine.step_input", "datastore"),
-    ("engine.step_input", "workspace"),
     # Only when an entry script reads mini_batch_context.dataset, which is a Dataset.
     ("engine.worker", "dataset_partition"),
 }
-#: (importer, imported) pairs from outside engine/ into it. The API hands the engine a plan and
-#: starts the runner; the rest reach into engine internals, and are still to be moved.
+#: (importer, imported) pairs from outside engine/ into it. The API starts the runner (the
+#: description it hands over is shared, step_description.py); the rest reach into engine
+#: internals, and are still to be moved.
 INTO_ENGINE = {
     ("run", "engine.lease"),
-    ("run", "engine.runner"),
-    ("step_plan", "engine.step_input"),
+    ("submission", "engine.runner_start"),
 }
 #: Modules the views import besides the store, the shared modules and one another.
 VIEWS_TO_OTHERS: set[tuple[str, str]] = set()
@@ -92,14 +92,13 @@ CIRCLES = [
     [
         "compute",
         "config",
-        "engine.runner",
-        "engine.step_input",
         "environment",
         "environment_build",
         "model",
         "pipeline",
         "run",
         "step_plan",
+        "submission",
         "workspace",
     ],
 ]

@@ -1,8 +1,10 @@
 """The runner: the process of its own that carries out one pipeline run.
 
-``Experiment.submit()`` writes the run plan into the run store and starts
-``python -m jupyter_parallelrun.engine.runner CONFIG_DIR RUN_ID`` in a new session, so the run
-outlives the notebook kernel that started it. The runner takes the steps in order; for each it
+``Experiment.submit()`` writes the run's description (``step_description.py``) into the run
+store and starts ``python -m jupyter_parallelrun.engine.runner DATA_FOLDER RUN_ID`` in a new
+session, so the run outlives the notebook kernel that started it. The runner reads only that
+description, the store and the workspace's data folder, never the API's objects. It takes the
+steps in order; for each it
 resolves the input, reuses an earlier identical step run when allowed, prepares the workers'
 environment, and hands the mini-batches to the scheduler. Everything it learns goes into the
 run store, where any notebook or terminal can watch it.
@@ -12,18 +14,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
-from ..settings import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_LOGGING_LEVEL
+from ..step_description import OutputLocation, PipelineDescription, StepDescription
 from ..storage import Listings
-from ..store_lease import LeaseLost, release
-from ..workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
-from . import python_path
+from ..store_lease import LeaseLost
 from .backends import Backend, UnknownBackend, WorkerSettings, make_backend
 from .budget import Budget, StepCanceled, StepFailed
 from .credentials import step_credentials
@@ -32,6 +32,7 @@ from .lease import RunnerLease
 from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import iter_mini_batches
+from .runner_start import TOKEN_ENV, RunnerHome
 from .scheduler import Scheduler
 from .step_input import (
     committed_counters,
@@ -39,70 +40,31 @@ from .step_input import (
     input_dataset,
     local_path,
     not_committed,
-    output_folder,
     signal_first,
     step_definition,
     step_fingerprint,
     upload_output,
 )
 
-#: The environment variable that hands the runner its claim's token.
-TOKEN_ENV = "JUPYTER_PARALLELRUN_LEASE_TOKEN"
 
-
-def start_runner(ws: Workspace, run_id: str, token: str) -> int:
-    """Start the runner process for ``run_id``, detached from the caller; returns its pid.
-
-    ``token`` is the claim on the run made for this runner (see ``store_lease.claim``); it
-    travels in the environment, which only its user can read, not in argv.
-    """
-    try:
-        log = ws.path / "runs" / run_id / "runner_stdout.txt"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-X",
-                    "faulthandler",  # a crash in C code still leaves its traceback in the log
-                    "-m",
-                    "jupyter_parallelrun.engine.runner",
-                    str(ws.config_file.parent),
-                    run_id,
-                ],
-                env={**os.environ, "PYTHONPATH": python_path(), TOKEN_ENV: token},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-    except BaseException:
-        with ws.store.transaction() as db:  # no runner will take the claim made for it
-            release(db, run_id)
-        raise
-    return process.pid
-
-
-def _worker_variables(step: dict[str, Any], ws: Workspace) -> dict[str, str]:
+def _worker_variables(step: StepDescription) -> dict[str, str]:
     """The environment variables of every worker process, besides its thread-pool sizes."""
-    config = step["config"]
-    env = config.get("environment") or {}
+    env = step.settings.environment or {}
     return {
-        WORKSPACE_ENV: str(ws.config_file.parent),
-        RUN_ID_ENV: step["run_id"],
-        # What the plan found the environment's pins need (pandas' string option, ...)
-        **step.get("worker_variables", {}),
+        # The workspace and run for Run.get_context(), and what the environment's pins need
+        # (pandas' string option, ...), as the description says.
+        **step.worker_variables,
         **{k: str(v) for k, v in (env.get("environment_variables") or {}).items()},
-        **{k: str(v) for k, v in (config.get("environment_variables") or {}).items()},
+        **{k: str(v) for k, v in step.settings.environment_variables.items()},
     }
 
 
-def _backend(ws: Workspace, step: dict[str, Any]) -> Backend:
+def _backend(home: RunnerHome, step: StepDescription) -> Backend:
     """Where the step's workers run: the backend its compute target's spec names (as
     registered in the store now), or this machine's."""
-    config = step["config"]
-    name = config.get("compute_target")
-    found = ws.store.lookup("compute", name) if name else (0, {"backend": "local"})
+    config = step.settings
+    name = config.compute_target
+    found = home.store.lookup("compute", name) if name else (0, {"backend": "local"})
     if found is None:
         raise StepFailed(f"compute target {name!r} is no longer registered in the workspace")
     compute = found[1]
@@ -112,12 +74,10 @@ def _backend(ws: Workspace, step: dict[str, Any]) -> Backend:
             "version): register it again with ComputeTarget.create() or DaskCompute.attach()"
         )
     settings = WorkerSettings(
-        node_count=config["node_count"],
-        processes_per_node=config["process_count_per_node"],
-        interpreter_path=((config.get("environment") or {}).get("python") or {}).get(
-            "interpreter_path"
-        ),
-        variables=_worker_variables(step, ws),
+        node_count=config.node_count,
+        processes_per_node=config.process_count_per_node,
+        interpreter_path=((config.environment or {}).get("python") or {}).get("interpreter_path"),
+        variables=_worker_variables(step),
     )
     try:
         return make_backend(compute["backend"], compute, settings)
@@ -125,15 +85,15 @@ def _backend(ws: Workspace, step: dict[str, Any]) -> Backend:
         raise StepFailed(str(error)) from error
 
 
-def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> None:
+def run_step(home: RunnerHome, step: StepDescription, steps: dict[str, StepDescription]) -> None:
     """Carry out one step run, leaving its final status in the store."""
-    store, run_id = ws.store, step["run_id"]
-    logs = StepLogs(ws.path / "runs" / run_id / "logs")
+    store, run_id = home.store, step.run_id
+    logs = StepLogs(home.run_folder(run_id) / "logs")
     store.update_run(run_id, status="Running", started=time.time(), runner_pid=os.getpid())
-    for warning in step.get("warnings", []):
+    for warning in step.warnings:
         logs.runner(f"warning: {warning}")
     try:
-        dataset = input_dataset(ws, step["input"], steps)
+        dataset = input_dataset(step.input, steps)
         # The scheduler's, the counting thread's and the fingerprint's listings of the input
         # read each folder once, and see the same files.
         dataset.listings = Listings()
@@ -143,44 +103,52 @@ def run_step(ws: Workspace, step: dict[str, Any], steps: dict[str, dict]) -> Non
         # earlier completed run of this same definition; without one (a first run, a changed
         # script or setting, or allow_reuse=False) the counting thread records the
         # fingerprint later, off the way to the first dispatch.
-        if step["allow_reuse"] and store.completed_with_definition(definition):
+        if step.allow_reuse and store.completed_with_definition(definition):
             fingerprint = step_fingerprint(definition, dataset.fingerprint())
             earlier = store.find_reusable(fingerprint)
-            if earlier is not None and earlier["id"] != run_id:
-                _reuse(ws, step, earlier, logs)
+            # A run stored in the older plan format has no resolved output to reuse.
+            if earlier is not None and earlier["id"] != run_id and "version" in earlier["spec"]:
+                _reuse(home, step, earlier, logs)
                 return
             store.update_run(run_id, fingerprint=fingerprint)
-        _execute(ws, step, steps, dataset, logs)
-        upload_output(ws, step["output"])
+        _execute(home, step, steps, dataset, logs)
+        upload_output(store, step.output)
     except LeaseLost:
         raise  # another owner has the run now: nothing more is written
     except StepCanceled:
-        _finish(ws, step, logs, "Canceled", "canceled on request")
+        _finish(home, step, logs, "Canceled", "canceled on request")
     except StepFailed as error:
-        _finish(ws, step, logs, "Failed", str(error))
+        _finish(home, step, logs, "Failed", str(error))
     except Exception as error:  # noqa: BLE001 - anything else fails this step, with its cause
         logs.runner(traceback.format_exc())
-        _finish(ws, step, logs, "Failed", f"{type(error).__name__}: {error}")
+        _finish(home, step, logs, "Failed", f"{type(error).__name__}: {error}")
     else:
-        _finish(ws, step, logs, "Completed", "")
+        _finish(home, step, logs, "Completed", "")
     finally:
         logs.close()
 
 
-def _execute(ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs) -> None:
-    backend = _backend(ws, step)
+def _execute(
+    home: RunnerHome, step: StepDescription, steps: dict, dataset: Any, logs: StepLogs
+) -> None:
+    backend = _backend(home, step)
     try:
-        _schedule(ws, step, steps, dataset, logs, backend)
+        _schedule(home, step, steps, dataset, logs, backend)
     finally:
         backend.close()
 
 
 def _schedule(
-    ws: Workspace, step: dict, steps: dict, dataset: Any, logs: StepLogs, backend: Backend
+    home: RunnerHome,
+    step: StepDescription,
+    steps: dict,
+    dataset: Any,
+    logs: StepLogs,
+    backend: Backend,
 ) -> None:
-    store, run_id, config = ws.store, step["run_id"], step["config"]
-    nodes, per_node = config["node_count"], config["process_count_per_node"]
-    out_dir = output_folder(ws, step["output"])
+    store, run_id, config = home.store, step.run_id, step.settings
+    nodes, per_node = config.node_count, config.process_count_per_node
+    out_dir = Path(step.output.folder)
     writer = None
     # Under the lease, in one transaction: rows a runner that lost the run appended after the
     # last commit are cut back by this owner before it appends anything.
@@ -189,12 +157,13 @@ def _schedule(
         offset = max((mb["output_end"] or 0 for mb in committed.values()), default=0)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            if config["output_action"] == "append_row":
-                writer = AppendRowWriter(out_dir / config["append_row_file_name"], offset)
+            if step.output.append_row_file is not None:
+                writer = AppendRowWriter(Path(step.output.append_row_file), offset)
         except OSError as error:
             raise StepFailed(f"cannot write the output folder {out_dir}: {error}") from error
-    scratch = ws.path / "runs" / run_id / "scratch"
-    size, keys = config["mini_batch_size_parsed"], config.get("partition_keys")
+    scratch = home.run_folder(run_id) / "scratch"
+    size = config.mini_batch_size_parsed
+    keys = None if config.partition_keys is None else list(config.partition_keys)
     formed = threading.Event()
     source = signal_first(
         not_committed(
@@ -202,20 +171,19 @@ def _schedule(
         ),
         formed,
     )
-    interval = config.get("resource_monitor_interval")
-    heartbeat_timeout = float(config.get("heartbeat_timeout") or DEFAULT_HEARTBEAT_TIMEOUT)
+    heartbeat_timeout = float(config.heartbeat_timeout)
     worker_spec = {
-        "source_directory": step["snapshot"],
-        "entry_script": config["entry_script"],
-        "arguments": [local_path(ws, a, steps) for a in step["arguments"]],
+        "source_directory": step.snapshot,
+        "entry_script": config.entry_script,
+        "arguments": [local_path(a, steps) for a in step.arguments],
         "output_dir": str(out_dir),
         # Blob files of the mini-batches are downloaded here by the workers (see fetch.py).
-        "cache_dir": str(ws.path / "runs" / run_id / "cache"),
+        "cache_dir": str(home.run_folder(run_id) / "cache"),
         # Once per worker, not in every mini-batch spec (see credentials.py).
         "credentials": step_credentials(dataset),
-        "output_action": config["output_action"],
-        "logging_level": config.get("logging_level", DEFAULT_LOGGING_LEVEL),
-        "resource_monitor_interval": 5 if interval is None else interval,
+        "output_action": config.output_action,
+        "logging_level": config.logging_level,
+        "resource_monitor_interval": config.resource_monitor_interval,
         "heartbeat_interval": min(5.0, heartbeat_timeout / 4),
     }
     scheduler = Scheduler(
@@ -228,19 +196,19 @@ def _schedule(
         processes_per_node=per_node,
         writer=writer,
         logs=logs,
-        run_invocation_timeout=config["run_invocation_timeout"],
-        run_max_try=config["run_max_try"],
+        run_invocation_timeout=config.run_invocation_timeout,
+        run_max_try=config.run_max_try,
         budget=Budget(
-            config["error_threshold"],
-            config.get("allowed_failed_count"),
-            config.get("allowed_failed_percent"),
+            config.error_threshold,
+            config.allowed_failed_count,
+            config.allowed_failed_percent,
         ),
-        progress_update_timeout=config.get("progress_update_timeout"),
-        first_task_creation_timeout=config.get("first_task_creation_timeout"),
-        task_overhead_timeout=config.get("task_overhead_timeout"),
+        progress_update_timeout=config.progress_update_timeout,
+        first_task_creation_timeout=config.first_task_creation_timeout,
+        task_overhead_timeout=config.task_overhead_timeout,
         heartbeat_timeout=heartbeat_timeout,
         counters=committed_counters(committed.values()),
-        ordered_after=committed.keys() if config.get("preserve_order") else None,
+        ordered_after=committed.keys() if config.preserve_order else None,
     )
     record = store.get_run(run_id)
     unfingerprinted = None if record["fingerprint"] else record["definition"]
@@ -267,9 +235,9 @@ def _schedule(
         raise StepFailed(reason)
 
 
-def _reuse(ws: Workspace, step: dict, earlier: dict, logs: StepLogs) -> None:
+def _reuse(home: RunnerHome, step: StepDescription, earlier: dict, logs: StepLogs) -> None:
     """Complete at once with the outputs of an identical earlier step run."""
-    step["output"] = earlier["spec"]["output"]
+    step = step.with_output(OutputLocation.from_json(earlier["spec"]["output"]))
     fields = {
         k: earlier[k]
         for k in (
@@ -283,49 +251,55 @@ def _reuse(ws: Workspace, step: dict, earlier: dict, logs: StepLogs) -> None:
             "output_bytes",
         )
     }
-    ws.store.update_run(step["run_id"], spec=step, reused_from=earlier["id"], **fields)
-    _finish(ws, step, logs, "Completed", f"reused the outputs of step run {earlier['id']}")
+    home.store.update_run(step.run_id, spec=step.to_json(), reused_from=earlier["id"], **fields)
+    _finish(home, step, logs, "Completed", f"reused the outputs of step run {earlier['id']}")
 
 
-def _finish(ws: Workspace, step: dict, logs: StepLogs, status: str, summary: str) -> None:
-    store, run_id = ws.store, step["run_id"]
+def _finish(
+    home: RunnerHome, step: StepDescription, logs: StepLogs, status: str, summary: str
+) -> None:
+    store, run_id = home.store, step.run_id
     run = store.get_run(run_id)
     counts = (
         f"{run['items_done']} items done, {run['items_failed']} failed; "
         f"{run['mb_done']} mini-batches done, {run['mb_failed']} failed, {run['retries']} retries"
     )
-    logs.runner(f"step {step['name']} {status}: {summary or counts}")  # in full
+    logs.runner(f"step {step.name} {status}: {summary or counts}")  # in full
     summary = shorten(summary, MAX_MESSAGE_CHARS, "logs/runner.txt")
     logs.result(status, "\n".join(filter(None, [summary, counts])), store.errors(run_id))
     error = (summary or None) if status != "Completed" else None
     store.update_run(run_id, status=status, ended=time.time(), error=error)
 
 
-def run_pipeline(ws: Workspace, run_id: str, lease: RunnerLease) -> None:
-    """Carry out every step of a pipeline run in order; a failed step stops the rest."""
-    store = ws.store
-    plan = store.get_run(run_id)["spec"]
+def run_pipeline(home: RunnerHome, run_id: str, lease: RunnerLease) -> None:
+    """Carry out every step of a pipeline run in order; a failed step stops the rest.
+
+    Raises DescriptionError when the run is stored in a format this version cannot read.
+    """
+    store = home.store
+    plan = PipelineDescription.from_json(store.get_run(run_id)["spec"])
     store.update_run(run_id, status="Running", started=time.time(), runner_pid=os.getpid())
-    steps = {step["run_id"]: step for step in plan["steps"]}
+    steps = {step.run_id: step for step in plan.steps}
     status, error = "Completed", None
-    for step in plan["steps"]:
-        current = store.get_run(step["run_id"])
+    for step in plan.steps:
+        current = store.get_run(step.run_id)
         if current["status"] in ("Completed", "Failed", "Canceled"):
             if current["status"] == "Completed":
-                steps[step["run_id"]] = current["spec"]
+                # Its own record: a reused step's output is the earlier run's.
+                steps[step.run_id] = StepDescription.from_json(current["spec"])
                 continue
         elif status == "Completed":
             if store.get_run(run_id)["cancel_requested"]:
-                store.update_run(step["run_id"], cancel_requested=1)
-            run_step(ws, step, steps)
-            steps[step["run_id"]] = store.get_run(step["run_id"])["spec"]
-            current = store.get_run(step["run_id"])
+                store.update_run(step.run_id, cancel_requested=1)
+            run_step(home, step, steps)
+            current = store.get_run(step.run_id)
+            steps[step.run_id] = StepDescription.from_json(current["spec"])
         if status == "Completed" and current["status"] != "Completed":
             status = current["status"]
-            error = f"step {step['name']!r} {current['status'].lower()}: {current['error']}"
+            error = f"step {step.name!r} {current['status'].lower()}: {current['error']}"
         elif status != "Completed" and current["status"] not in ("Completed", "Failed", "Canceled"):
             store.update_run(
-                step["run_id"],
+                step.run_id,
                 status="Canceled",
                 ended=time.time(),
                 error="not started: an earlier step did not complete",
@@ -336,12 +310,12 @@ def run_pipeline(ws: Workspace, run_id: str, lease: RunnerLease) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config_dir, run_id = (argv or sys.argv[1:])[:2]
-    ws = Workspace(path=config_dir)
-    lease = RunnerLease(ws.store, run_id, os.environ.pop(TOKEN_ENV, ""))
+    folder, run_id = (argv or sys.argv[1:])[:2]
+    home = RunnerHome.at(folder)
+    lease = RunnerLease(home.store, run_id, os.environ.pop(TOKEN_ENV, ""))
     try:
         lease.take()
-        run_pipeline(ws, run_id, lease)
+        run_pipeline(home, run_id, lease)
     except LeaseLost as error:
         # Another owner has the run (or a watcher gave it up): its state is theirs now. The
         # workers were killed on the way out (Scheduler.run's finally).

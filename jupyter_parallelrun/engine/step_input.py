@@ -1,10 +1,10 @@
-"""A step's input, as the runner hands it to the scheduler.
+"""A step's input, as the runner hands it to the scheduler, and its output's upload.
 
-Where the input is (a dataset of its own, or the output folder of an earlier step) and the local
-paths the entry script's arguments name; on a resume, which mini-batches are still to run and the
-counters of those already committed; the count of all of them, made in the background for
-progress; and the two digests that reuse compares: the step's definition and its fingerprint
-together with the input's.
+Where the input is (a dataset of its own, or the output folder of an earlier step, as the
+step's description says) and the local paths the entry script's arguments name; on a resume,
+which mini-batches are still to run and the counters of those already committed; the count of
+all of them, made in the background for progress; and the two digests that reuse compares: the
+step's definition and its fingerprint together with the input's.
 """
 
 from __future__ import annotations
@@ -16,97 +16,87 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..blob_storage import connection_string
+from ..step_description import InputSpec, OutputLocation, StepDescription
+from ..storage import filesystem, iter_local_files
 from .budget import StepFailed
 from .credentials import without_credentials
 from .mini_batch import describe
 from .partition import iter_mini_batches
 
 if TYPE_CHECKING:
-    from ..workspace import Workspace
+    from ..store import RunStore
     from .scheduler import Scheduler
 
-#: Where outputs to blob datastores are committed, in the workspace, before they are uploaded.
-BLOB_OUTPUTS = "blob_outputs"
 
-
-def output_datastore(ws: Workspace, output: dict[str, Any]) -> Any:
-    """The Datastore a step's output goes to (the default one is registered when first used,
-    as ``Workspace.get_default_datastore`` does: a step without output goes there)."""
-    from ..datastore import Datastore
-    from ..workspace import DEFAULT_DATASTORE
-
-    if output["datastore"] == DEFAULT_DATASTORE:
-        return ws.get_default_datastore()
-    return Datastore.get(ws, output["datastore"])
-
-
-def output_folder(ws: Workspace, output: dict[str, Any]) -> Path:
-    """The local folder of a step's output: on its datastore, or for a blob datastore the
-    folder where it is committed before :func:`upload_output` copies it to the container."""
-    datastore = output_datastore(ws, output)
-    if datastore.datastore_type != "Local":
-        return ws.path / BLOB_OUTPUTS / datastore.name / output["path_on_datastore"]
-    return datastore.local_path(output["path_on_datastore"])
-
-
-def upload_output(ws: Workspace, output: dict[str, Any]) -> None:
+def upload_output(store: RunStore, output: OutputLocation) -> None:
     """Copy a completed step's output to its blob datastore (nothing to do for a local one).
 
     The rows were committed exactly once into the local folder first; a failed upload fails
-    the step and leaves them there, and uploading again overwrites the same blobs.
+    the step and leaves them there, and uploading again overwrites the same blobs. The
+    datastore's credentials are read from the workspace's registry now, not from the run.
     """
-    from ..storage import iter_local_files
-
-    datastore = output_datastore(ws, output)
-    if datastore.datastore_type == "Local":
+    if not output.uploaded:
         return
-    folder = output_folder(ws, output)
-    files = list(iter_local_files(str(folder)))
+    found = store.lookup("datastore", output.datastore)
+    where = f"datastore {output.datastore!r}"
+    if found is None:
+        raise StepFailed(
+            f"the output is committed in {output.folder}, but {where} is no longer "
+            "registered in the workspace, so it cannot be uploaded"
+        )
+    spec = found[1]
+    files = list(iter_local_files(output.folder))
+    remote = f"{spec['root']}/{output.path_on_datastore}"
     try:
-        if files:
-            datastore.upload_files(
-                files, folder, output["path_on_datastore"], overwrite=True, show_progress=False
-            )
+        if files:  # one call: adlfs uploads the files concurrently
+            account = [spec.get(k) for k in ("account_key", "sas_token", "protocol", "endpoint")]
+            options = {"connection_string": connection_string(spec["account_name"], *account)}
+            relative = [Path(f).relative_to(output.folder).as_posix() for f in files]
+            destinations = [f"{remote}/{path}" for path in relative]
+            filesystem("az", options, output.datastore).put(files, destinations)
     except Exception as error:  # noqa: BLE001 - whatever the storage raised, said plainly
         raise StepFailed(
-            f"the output is committed in {folder}, but uploading it to datastore "
-            f"{datastore.name!r} ({datastore.root}/{output['path_on_datastore']}) failed: "
-            f"{type(error).__name__}: {error}"
+            f"the output is committed in {output.folder}, but uploading it to {where} "
+            f"({remote}) failed: {type(error).__name__}: {error}"
         ) from error
 
 
-def input_dataset(ws: Workspace, plan: dict[str, Any], steps: dict[str, dict]) -> Any:
+def input_dataset(plan: InputSpec, steps: dict[str, StepDescription]) -> Any:
     """The dataset a step reads: its own, or the output folder of the step that produces it."""
     from ..dataset import Dataset
 
-    if "dataset" in plan:
-        return Dataset.from_spec(plan["dataset"], ws)
-    producer = steps[plan["producer"]]
-    return Dataset.File.from_files(str(output_folder(ws, producer["output"])), validate=False)
+    if plan.dataset is not None:
+        return Dataset.from_spec(plan.dataset)
+    producer = steps[plan.producer]
+    return Dataset.File.from_files(producer.output.folder, validate=False)
 
 
-def local_path(ws: Workspace, plan: Any, steps: dict[str, dict]) -> str:
+def local_path(plan: str | InputSpec, steps: dict[str, StepDescription]) -> str:
     """What a side input or a dataset argument looks like to the script: a local path."""
     if isinstance(plan, str):
         return plan
-    if "pipeline_data" in plan:
-        return str(output_folder(ws, steps[plan["producer"]]["output"]))
-    return input_dataset(ws, plan, steps).mount_root()
+    if plan.producer is not None:
+        return steps[plan.producer].output.folder
+    return input_dataset(plan, steps).mount_root()
 
 
-def step_definition(step: dict[str, Any]) -> str:
+def step_definition(step: StepDescription) -> str:
     """A digest of what the step runs, apart from its input: settings, arguments, side inputs
     and the entry script's source snapshot."""
     digest = hashlib.sha256()
-    settings = {k: v for k, v in step["config"].items() if k != "description"}
+    described = step.to_json()
+    settings = {k: v for k, v in described["config"].items() if k != "description"}
     digest.update(
         json.dumps(
-            [settings, step["arguments"], step["side_inputs"]], sort_keys=True, default=str
+            [settings, described["arguments"], described["side_inputs"]],
+            sort_keys=True,
+            default=str,
         ).encode()
     )
-    for path in sorted(Path(step["snapshot"]).rglob("*")):
+    for path in sorted(Path(step.snapshot).rglob("*")):
         if path.is_file():
-            digest.update(os.fsencode(path.relative_to(step["snapshot"])))
+            digest.update(os.fsencode(path.relative_to(step.snapshot)))
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
