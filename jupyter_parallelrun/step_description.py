@@ -1,7 +1,9 @@
 """The plain, versioned description of a submitted pipeline run: all the engine reads of it.
 
 ``step_plan.make_plan`` makes it once, at ``submit()``, from the API's objects: the inputs as
-specs, the output's resolved location and every setting already parsed. It is stored in the
+specs, the output's resolved location and every setting already parsed (``settings.py``'s
+:class:`~.settings.Settings`, which reading it back parses again, so a stored value no front
+door would take is refused with their message). It is stored in the
 run store as JSON (:meth:`PipelineDescription.to_json`) and read back by the runner
 (:meth:`PipelineDescription.from_json`), so the engine needs neither the API's objects nor the
 workspace. Each step run's record holds its own :class:`StepDescription`.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from .settings import Settings
 
 #: The description's format; :meth:`PipelineDescription.from_json` reads this one only.
 VERSION = 1
@@ -52,58 +56,6 @@ def _check_version(kind: str, data: dict[str, Any]) -> None:
         f"this {kind} has version {version!r}; this jupyter_parallelrun reads version "
         f"{VERSION} only (a newer one wrote it?)"
     )
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of a step's ParallelRunConfig, parsed and with its default applied.
-
-    The names are ParallelRunConfig's. ``mini_batch_size`` is the value as given (shown, and
-    part of the step's definition); ``mini_batch_size_parsed`` is what it means: a number of
-    files for file input, of bytes for tabular input. ``environment`` is the Environment's
-    spec; ``source_directory`` an absolute path or None.
-    """
-
-    entry_script: str
-    source_directory: str | None
-    description: str | None
-    mini_batch_size: int | str | None
-    mini_batch_size_parsed: int
-    error_threshold: int
-    allowed_failed_count: int | None
-    allowed_failed_percent: float | None
-    output_action: str
-    append_row_file_name: str
-    node_count: int
-    process_count_per_node: int
-    logging_level: str
-    run_invocation_timeout: float
-    run_max_try: int
-    partition_keys: tuple[str, ...] | None
-    environment_variables: dict[str, str]
-    progress_update_timeout: float | None
-    first_task_creation_timeout: float | None
-    task_overhead_timeout: float | None
-    resource_monitor_interval: float
-    heartbeat_timeout: float
-    preserve_order: bool
-    environment: dict[str, Any] | None
-    compute_target: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict (the step record's ``config``)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.partition_keys is not None:
-            data["partition_keys"] = list(self.partition_keys)
-        data["environment_variables"] = dict(self.environment_variables)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Settings:
-        """The settings :meth:`to_json` wrote."""
-        _check("step's config", data, {f.name for f in fields(cls)})
-        keys = data["partition_keys"]
-        return cls(**{**data, "partition_keys": None if keys is None else tuple(keys)})
 
 
 @dataclass(frozen=True)
@@ -196,19 +148,33 @@ class OutputLocation:
         return cls(**data)
 
 
+#: The keys of a step's ``config`` besides its settings: what it runs, and where.
+_RUN_KEYS = ("entry_script", "source_directory", "description", "environment", "compute_target")
+#: Written for the views; worked out again when read (``StepDescription.mini_batch_size_parsed``).
+_DERIVED_KEYS = ("mini_batch_size_parsed",)
+
+
 @dataclass(frozen=True)
 class StepDescription:
     """One step run of a pipeline run, as the runner carries it out.
 
-    ``arguments`` are the entry script's arguments: text, or inputs whose local paths the
-    script gets. ``worker_variables`` are the environment variables every worker process
-    gets besides the user's (the workspace and run of ``Run.get_context()``, and what the
-    environment's pins need). ``warnings`` are what was noted about the environment at submit.
+    ``settings`` are the ParallelRunConfig's settings, parsed; ``entry_script`` and
+    ``source_directory`` (absolute, or None) what it runs, ``environment`` the Environment's
+    spec, and ``compute_target`` a name (None for this machine). ``arguments`` are the
+    entry script's arguments: text, or inputs whose local paths the script gets.
+    ``worker_variables`` are the environment variables every worker process gets besides the
+    user's (the workspace and run of ``Run.get_context()``, and what the environment's pins
+    need). ``warnings`` are what was noted about the environment at submit.
     """
 
     run_id: str
     name: str
     settings: Settings
+    entry_script: str
+    source_directory: str | None
+    description: str | None
+    environment: dict[str, Any] | None
+    compute_target: str | None
     input: InputSpec
     side_inputs: tuple[InputSpec, ...]
     arguments: tuple[str | InputSpec, ...]
@@ -219,18 +185,29 @@ class StepDescription:
     worker_variables: dict[str, str] = field(default_factory=dict)
     version: int = VERSION
 
+    @property
+    def mini_batch_size_parsed(self) -> int:
+        """The mini-batch size in files (file input) or bytes (tabular input)."""
+        dataset = self.input.dataset
+        return self.settings.mini_batch_size_for((dataset or {}).get("type") == "tabular")
+
     def with_output(self, output: OutputLocation) -> StepDescription:
         """This step with another output: an earlier identical run's, when it is reused."""
         return replace(self, output=output)
 
+    def config(self) -> dict[str, Any]:
+        """The settings with what the step runs, as one JSON-able dict (the record's
+        ``config``: its keys are ParallelRunConfig's names)."""
+        run = {key: getattr(self, key) for key in _RUN_KEYS + _DERIVED_KEYS}
+        return {**self.settings.to_dict(), **run}
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; its keys are the ones the run views read (``config`` is the
-        settings)."""
+        """A JSON-able dict; its keys are the ones the run views read."""
         return {
             "version": self.version,
             "run_id": self.run_id,
             "name": self.name,
-            "config": self.settings.to_json(),
+            "config": self.config(),
             "input": self.input.to_json(),
             "side_inputs": [item.to_json() for item in self.side_inputs],
             "arguments": [a if isinstance(a, str) else a.to_json() for a in self.arguments],
@@ -243,17 +220,22 @@ class StepDescription:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepDescription:
-        """The step :meth:`to_json` wrote; raises :class:`DescriptionError` for another format."""
+        """The step :meth:`to_json` wrote; raises :class:`DescriptionError` for another format,
+        and the settings' own error for a setting no front door would take."""
         if not isinstance(data, dict):
             raise DescriptionError(f"a step must be a JSON object; got {type(data).__name__}")
         _check_version("step", data)
         keys = {"version", "run_id", "name", "config", "input", "side_inputs", "arguments"}
         keys |= {"output", "allow_reuse", "snapshot", "warnings", "worker_variables"}
         _check("step", data, keys)
-        return cls(
+        config = data["config"]
+        names = {f.name for f in fields(Settings)} | {*_RUN_KEYS, *_DERIVED_KEYS}
+        _check("step's config", config, names)
+        described = cls(
             run_id=data["run_id"],
             name=data["name"],
-            settings=Settings.from_json(data["config"]),
+            settings=Settings.from_mapping(config),
+            **{key: config[key] for key in _RUN_KEYS},
             input=InputSpec.from_json(data["input"]),
             side_inputs=tuple(InputSpec.from_json(item) for item in data["side_inputs"]),
             arguments=tuple(
@@ -265,6 +247,8 @@ class StepDescription:
             warnings=tuple(data["warnings"]),
             worker_variables=dict(data["worker_variables"]),
         )
+        described.mini_batch_size_parsed  # noqa: B018 - refused now, not in the runner later
+        return described
 
 
 @dataclass(frozen=True)

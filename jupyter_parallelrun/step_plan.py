@@ -29,14 +29,13 @@ from .environment import check_environment
 from .environment_check import worker_variables
 from .pipeline import resolve_parameters
 from .pipeline_inputs import DatasetConsumptionConfig, PipelineData, PipelineParameter
-from .settings import mini_batch_size_for
+from .settings import Settings
 from .step_description import (
     VERSION,
     DescriptionError,
     InputSpec,
     OutputLocation,
     PipelineDescription,
-    Settings,
     StepDescription,
 )
 from .workspace import DATA_FOLDER, DEFAULT_DATASTORE, RUN_ID_ENV, WORKSPACE_ENV
@@ -218,8 +217,9 @@ def check_blob_datastores(ws: Workspace, step: StepDescription, checked: set[str
             checked.add(name)
 
 
-def _settings(step_name: str, config: dict[str, Any], dataset: Any) -> Settings:
-    """The step's settings, parsed: checks that need the input are made here."""
+def _settings(step_name: str, config: dict[str, Any], dataset: Any) -> dict[str, Any]:
+    """The step's settings and what it runs, parsed (``settings.py``), as
+    :class:`StepDescription`'s fields: checks that need the input are made here."""
     tabular = isinstance(dataset, TabularDataset)
     keys = config.get("partition_keys")
     if keys and not tabular and not set(keys) <= set(getattr(dataset, "partition_keys", [])):
@@ -228,8 +228,16 @@ def _settings(step_name: str, config: dict[str, Any], dataset: Any) -> Settings:
             f"of its partition_format; its keys are {getattr(dataset, 'partition_keys', [])} "
             '(made with Dataset.File.from_files(..., partition_format="{key}/..."))'
         )
-    parsed = mini_batch_size_for(config["mini_batch_size"], tabular)
-    return Settings.from_json({**config, "mini_batch_size_parsed": parsed})
+    settings = Settings.from_mapping(config)
+    settings.mini_batch_size_for(tabular)  # the one check that needs the input's kind
+    return {
+        "settings": settings,
+        "entry_script": config["entry_script"],
+        "source_directory": config["source_directory"],
+        "description": config["description"],
+        "environment": config["environment"],
+        "compute_target": config["compute_target"],
+    }
 
 
 def _worker_variables(ws: Workspace, step_run_id: str, environment: Any) -> dict[str, str]:
@@ -254,14 +262,14 @@ def _describe_step(
         check_links(config["source_directory"])
     else:
         config["entry_script"] = script.name
-    settings = _settings(step.name, config, _dataset_of(step.inputs[0], values))
-    if settings.compute_target:
+    described = _settings(step.name, config, _dataset_of(step.inputs[0], values))
+    if config["compute_target"]:
         # On a Dask cluster this checks every Dask worker: reachable, enough of them, the
         # environment installed, the workspace visible.
-        compute = ComputeTarget(ws, settings.compute_target)
-        warnings = compute.check_step(settings.node_count, settings.environment)
+        compute = ComputeTarget(ws, config["compute_target"])
+        warnings = compute.check_step(described["settings"].node_count, config["environment"])
     else:
-        warnings = check_environment(settings.environment)
+        warnings = check_environment(config["environment"])
     output_name = step.output.name if step.output is not None else "output"
     datastore = getattr(step.output, "datastore", None)
     output = output_location(
@@ -274,7 +282,7 @@ def _describe_step(
     described = StepDescription(
         run_id=step_run_id,
         name=step.name,
-        settings=settings,
+        **described,
         input=_input_plan(step.inputs[0], values, producers),
         side_inputs=tuple(_input_plan(s, values, producers) for s in step.side_inputs),
         arguments=tuple(_argument_plan(a, values, producers) for a in step.arguments),
@@ -284,7 +292,7 @@ def _describe_step(
         # Environment warnings: shown at submit, stored with the run (get_details()["warnings"],
         # RunDetails) and written to logs/runner.txt.
         warnings=tuple(warnings),
-        worker_variables=_worker_variables(ws, step_run_id, settings.environment),
+        worker_variables=_worker_variables(ws, step_run_id, config["environment"]),
     )
     return described, script
 
@@ -306,7 +314,7 @@ def make_plan(
     for step in pipeline.steps:
         described, script = _describe_step(ws, step, values, producers)
         check_blob_datastores(ws, described, checked)
-        source = described.settings.source_directory
+        source = described.source_directory
         steps.append(replace(described, snapshot=_snapshot(ws, described.run_id, source, script)))
         producers[described.output.name] = described.run_id
     return PipelineDescription(

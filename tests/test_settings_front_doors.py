@@ -240,7 +240,7 @@ def outcome(do: Any) -> tuple:
 
 def plan_step(doors: Doors, pipeline: Pipeline) -> dict:
     """The step submit() would store for ``pipeline``: its checks all made, nothing stored."""
-    return make_plan(doors.ws, pipeline, None, "doors_run", "doors")["steps"][0]
+    return make_plan(doors.ws, pipeline, None, "doors_run", "doors").steps[0].to_json()
 
 
 def api_pipeline(doors: Doors, row: Row, **settings: Any) -> Pipeline:

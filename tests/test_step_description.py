@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ECHO_SCRIPT, file_dataset, submit_step
 
-from jupyter_parallelrun import Run, Workspace
+from jupyter_parallelrun import ParallelRunConfig, Run, Workspace
 from jupyter_parallelrun.step_description import (
     DescriptionError,
     InputSpec,
@@ -44,7 +44,7 @@ def test_a_submitted_run_is_stored_as_a_description_that_round_trips(ws, write_s
     (step,) = described.steps
     assert StepDescription.from_json(ws.store.get_run(step.run_id)["spec"]) == step
     # Settings parsed once, the output's location resolved once, at submit.
-    assert step.settings.mini_batch_size_parsed == 2
+    assert step.mini_batch_size_parsed == 2
     assert step.settings.heartbeat_timeout == 60 and step.settings.logging_level == "INFO"
     folder = ws.get_default_datastore().local_path(step.output.path_on_datastore)
     assert step.output.folder == str(folder)
@@ -133,3 +133,20 @@ def test_an_old_run_whose_output_datastore_is_gone_says_why_it_cannot_resume(tmp
             run.resume()
     assert run.get_status() == "Failed"
     assert "version" not in ws.store.get_run(run_id)["spec"]
+
+
+def test_reading_a_stored_step_parses_its_settings_as_the_front_doors_do(ws, write_script, files):
+    run = submit_step(ws, write_script(ECHO_SCRIPT), file_dataset(files(2)))
+    assert _wait_final(run) == "Completed"
+    (step,) = ws.store.list_runs(parent_id=run.id)
+    stored = json.loads(json.dumps(step["spec"]))
+    stored["config"]["heartbeat_timeout"] = 0
+    with pytest.raises(ValueError) as by_config:
+        ParallelRunConfig(entry_script="score.py", heartbeat_timeout=0)
+    with pytest.raises(ValueError) as by_engine:
+        StepDescription.from_json(stored)
+    assert str(by_engine.value) == str(by_config.value)
+    stored["config"]["heartbeat_timeout"] = 60
+    stored["config"]["mini_batch_size"] = "10MB"  # a size in bytes, for file input
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        StepDescription.from_json(stored)

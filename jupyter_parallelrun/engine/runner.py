@@ -49,7 +49,7 @@ from .step_input import (
 
 def _worker_variables(step: StepDescription) -> dict[str, str]:
     """The environment variables of every worker process, besides its thread-pool sizes."""
-    env = step.settings.environment or {}
+    env = step.environment or {}
     return {
         # The workspace and run for Run.get_context(), and what the environment's pins need
         # (pandas' string option, ...), as the description says.
@@ -63,7 +63,7 @@ def _backend(home: RunnerHome, step: StepDescription) -> Backend:
     """Where the step's workers run: the backend its compute target's spec names (as
     registered in the store now), or this machine's."""
     config = step.settings
-    name = config.compute_target
+    name = step.compute_target
     found = home.store.lookup("compute", name) if name else (0, {"backend": "local"})
     if found is None:
         raise StepFailed(f"compute target {name!r} is no longer registered in the workspace")
@@ -76,7 +76,7 @@ def _backend(home: RunnerHome, step: StepDescription) -> Backend:
     settings = WorkerSettings(
         node_count=config.node_count,
         processes_per_node=config.process_count_per_node,
-        interpreter_path=((config.environment or {}).get("python") or {}).get("interpreter_path"),
+        interpreter_path=((step.environment or {}).get("python") or {}).get("interpreter_path"),
         variables=_worker_variables(step),
     )
     try:
@@ -162,7 +162,7 @@ def _schedule(
         except OSError as error:
             raise StepFailed(f"cannot write the output folder {out_dir}: {error}") from error
     scratch = home.run_folder(run_id) / "scratch"
-    size = config.mini_batch_size_parsed
+    size = step.mini_batch_size_parsed
     keys = None if config.partition_keys is None else list(config.partition_keys)
     formed = threading.Event()
     source = signal_first(
@@ -174,7 +174,7 @@ def _schedule(
     heartbeat_timeout = float(config.heartbeat_timeout)
     worker_spec = {
         "source_directory": step.snapshot,
-        "entry_script": config.entry_script,
+        "entry_script": step.entry_script,
         "arguments": [local_path(a, steps) for a in step.arguments],
         "output_dir": str(out_dir),
         # Blob files of the mini-batches are downloaded here by the workers (see fetch.py).
