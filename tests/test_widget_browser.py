@@ -43,6 +43,7 @@ from jupyter_parallelrun.store import FINAL_STATUSES
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+RUN_DETAILS = "jupyter_parallelrun.widget.RunDetails"  # anywidget's _anywidget_id
 ITEMS = 40
 # Mini-batches whose entry script call raises; one of them has HTML in its file name.
 HTML_NAME = "item_<b>bold_007.txt"
@@ -407,4 +408,26 @@ def test_notebook_7_and_a_reused_run(tmp_path: Path, lab, page: Page):
     expect(second.locator(".prd-counters")).to_contain_text("items: 6 of 6 done, 0 failed")
     assert low_contrast(second) == []
     first.screenshot(path=DOCS / "run_details_notebook7.png")
+    # The last cell run again: its new view replaces the old one in the notebook's saved state.
+    shown_before = second.locator(".prd-title").inner_text()
+    page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Control+Enter")
+    expect(second.locator(".prd-title")).not_to_have_text(shown_before)
+    expect(second.locator(".prd-head .prd-status")).to_have_text(
+        f"Reused the outputs of run {first_id}"
+    )
     _reopened_in_its_final_state(page, lab, notebook, f"Reused the outputs of run {first_id}")
+    # Each of the notebook's views kept its own final state, and only they did.
+    saved = json.loads(notebook.read_text())
+    views = {
+        output["data"][WIDGET_VIEW]["model_id"]
+        for cell in saved["cells"]
+        for output in cell.get("outputs", [])
+        if WIDGET_VIEW in output.get("data", {})
+    }
+    models = saved["metadata"]["widgets"][WIDGET_STATE]["state"]
+    kept = {k for k, v in models.items() if v["state"].get("_anywidget_id") == RUN_DETAILS}
+    assert kept == views and len(views) == 2, (kept, views)
+    reopened = page.locator(".prd-root").first
+    expect(reopened.locator(".prd-head .prd-status")).to_have_text("Completed")
+    expect(reopened.locator(".prd-counters")).to_contain_text("items: 6 of 6 done, 0 failed")
