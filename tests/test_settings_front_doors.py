@@ -39,6 +39,7 @@ from jupyter_parallelrun.command_line import CONFIG_FLAGS, parse
 from jupyter_parallelrun.engine.partition import iter_mini_batches
 from jupyter_parallelrun.magics import expand
 from jupyter_parallelrun.settings import PARSERS, Settings, from_text
+from jupyter_parallelrun.step_description import StepDescription
 from jupyter_parallelrun.step_plan import make_plan
 
 #: The words that give a setting on the command line, by setting.
@@ -274,17 +275,17 @@ def by_text(doors: Doors, row: Row, line: str | list[str], notebook: bool) -> tu
 
 
 def by_the_engine(doors: Doors, row: Row, step: dict) -> tuple:
-    """What the engine makes of ``step`` as the store holds it: its settings, and the size
-    its partitioner cuts the input by."""
+    """What the engine makes of ``step`` as the store holds it, read as the runner reads it:
+    the description's settings, and the size its partitioner cuts the input by."""
     run_id = f"doors_{len(doors.ws.store.list_runs(limit=10_000))}"
     doors.ws.store.create_run(id=run_id, experiment="doors", kind="step", status="Failed",
                               spec=step)  # fmt: skip
-    config = doors.ws.store.get_run(run_id)["spec"]["config"]
 
     def do() -> tuple[Any, int]:
-        settings = Settings.from_mapping(config)
-        list(iter_mini_batches(doors.dataset(row.tabular), config["mini_batch_size"]))
-        return getattr(settings, row.setting), settings.mini_batch_size_for(row.tabular)
+        described = StepDescription.from_json(doors.ws.store.get_run(run_id)["spec"])
+        size = described.mini_batch_size_parsed
+        list(iter_mini_batches(doors.dataset(row.tabular), size))
+        return getattr(described.settings, row.setting), size
 
     return outcome(do)
 
