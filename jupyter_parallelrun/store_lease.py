@@ -98,6 +98,12 @@ def lost_runner_error(owner: RunOwner | None) -> str:
     if owner is None:
         return "no runner process owns the run (it was never started)"
     expired = time.strftime("%H:%M:%S UTC", time.gmtime(owner.expires))
+    if owner.renewed == owner.since:
+        # Never renewed: the claim still names the process that made it, not a runner.
+        return (
+            "the runner process started for the run never took it over (it failed to start, "
+            f"or died starting): the claim made for it expired at {expired}"
+        )
     return (
         f"the runner process (pid {owner.pid} on host {owner.host}) ended without finishing the "
         f"run, or was cut off from the workspace: its lease expired at {expired}"

@@ -293,3 +293,20 @@ def test_a_runner_whose_claim_lapses_while_the_store_is_locked_leaves_the_run_fa
     with pytest.raises(ActivityFailedException, match="stayed locked by another connection"):
         run.wait_for_completion(timeout_seconds=120)
     assert not any(_alive(pid) for pid in runners(run.id))
+
+
+def test_a_runner_that_dies_before_taking_its_claim_leaves_the_run_failed_saying_so(
+    ws, write_script, files
+):
+    run = _submit(ws, write_script, files, 8, process_count_per_node=1)
+    lock = _lock_before_the_runner_takes_its_lease(ws, run)  # it cannot take it while killed
+    runner = ws.store.get_run(run.id)["runner_pid"]
+    os.kill(runner, signal.SIGKILL)
+    lock.execute("UPDATE leases SET expires=? WHERE run_id=?", (time.time() + 1, run.id))
+    lock.execute("COMMIT")
+    lock.close()
+    _wait_for(lambda: not _alive(runner))
+    # The claim names the submitting process (this one): its pid must not be blamed.
+    with pytest.raises(ActivityFailedException, match="never took it over") as raised:
+        run.wait_for_completion(timeout_seconds=120)
+    assert f"pid {os.getpid()}" not in str(raised.value)
