@@ -13,23 +13,15 @@ This is the base the pipeline's inputs check a dataset against (``pipeline_input
 from __future__ import annotations
 
 import copy
-import hashlib
-import heapq
-import itertools
-import json
-import os
 import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .dataset_source import iter_source_files
-from .datastore import Datastore
+from .input_data import InputData
 from .records import PARTITION_KEY
-from .storage import Listings, filesystem_for, sort_key
+from .storage import Listings
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .workspace import Workspace
 
 #: A dataset's own class: take, skip and take_sample return a dataset of the same kind.
@@ -87,45 +79,21 @@ class AbstractDataset:
             "tags": dict(self.tags),
         }
 
+    @property
+    def _data(self) -> InputData:
+        """The definition, read (``input_data.py``: the engine reads it the same way)."""
+        return InputData(self._definition, self.listings)
+
     def _source_files(self) -> Iterator[str]:
         """Every file the patterns match, sorted, each once, before take/skip/sample."""
-        streams = [
-            iter_source_files(source, self.workspace, self.listings)
-            for source in self._definition["sources"]
-        ]
-        merged = heapq.merge(*streams, key=sort_key) if len(streams) > 1 else streams[0]
-        previous = None
-        for path in merged:
-            if path != previous:
-                yield path
-            previous = path
+        return self._data.source_files()
 
     def _storage(self) -> dict[str, dict]:
-        return {
-            source["datastore"]["root"]: Datastore.from_spec(source["datastore"]).storage_options
-            for source in self._definition["sources"]
-            if "datastore" in source and source["datastore"]["datastore_type"] != "Local"
-        }
+        return self._data.storage()
 
     def fingerprint(self) -> str:
         """sha256 over the definition and each file's path, size and modification time."""
-        digest = hashlib.sha256(json.dumps(self._definition, sort_keys=True).encode())
-        storage = self._storage()
-        # A blob's size and time come from the listings, not a request per blob.
-        infos: dict[str, dict] = {}
-        for source in self._definition["sources"]:
-            if "datastore" in source and source["datastore"]["datastore_type"] != "Local":
-                infos.update(Datastore.from_spec(source["datastore"]).blob_infos(source["path"]))
-        for path in self._source_files():
-            if "://" in path:
-                info = infos.get(path) or filesystem_for(path, storage).info(path)
-                stamp = f"{info.get('size')}\0{info.get('last_modified') or info.get('etag')}"
-            else:
-                stat = os.stat(path)
-                stamp = f"{stat.st_size}\0{stat.st_mtime_ns}"
-            # surrogateescape: a file name that is not UTF-8 counts by its own bytes.
-            digest.update(f"{path}\0{stamp}\n".encode("utf-8", "surrogateescape"))
-        return digest.hexdigest()
+        return self._data.fingerprint()
 
     # -- take, skip, sample -----------------------------------------------------------------
 
@@ -160,21 +128,7 @@ class AbstractDataset:
 
     def _transformed_files(self) -> Iterator[str]:
         """The files with take, skip and sample applied, as a stream."""
-        files = self._source_files()
-        for transform in self._definition["transforms"]:
-            files = _apply(files, transform)
-        return files
-
-    def _transformed_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The records of ``frame`` with take, skip and sample applied, reindexed from 0."""
-        for transform in self._definition["transforms"]:
-            if transform[0] == "take":
-                frame = frame.iloc[: transform[1]]
-            elif transform[0] == "skip":
-                frame = frame.iloc[transform[1] :]
-            else:
-                frame = frame[_sample_mask(len(frame), transform[1], transform[2])]
-        return frame.reset_index(drop=True)
+        return self._data.iter_files()
 
     def __repr__(self) -> str:
         sources = [s.get("path") for s in self._definition["sources"]]
@@ -186,17 +140,3 @@ def _count(parameter: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{parameter} must be an int >= 0; got {value!r}")
     return value
-
-
-def _apply(files: Iterator[str], transform: list) -> Iterator[str]:
-    if transform[0] == "take":
-        return itertools.islice(files, transform[1])
-    if transform[0] == "skip":
-        return itertools.islice(files, transform[1], None)
-    draw = random.Random(transform[2]).random
-    return (path for path in files if draw() < transform[1])
-
-
-def _sample_mask(length: int, probability: float, seed: int) -> list[bool]:
-    draw = random.Random(seed).random
-    return [draw() < probability for _ in range(length)]

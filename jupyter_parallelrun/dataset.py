@@ -10,18 +10,13 @@ one. Its two kinds are :class:`FileDataset` and :class:`TabularDataset`; what an
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .abstract_dataset import AbstractDataset
 from .dataset_factory import FileDatasetFactory, TabularDatasetFactory
-from .dataset_source import source_base
 from .partitioned_copy import partition_by
 from .pipeline_inputs import DatasetConsumptionConfig
-from .records import read_records
-from .storage import copy_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,14 +138,12 @@ class FileDataset(Dataset):
 
     def mount_root(self) -> str:
         """The folder the files are under, as a mount of this dataset would show it."""
-        bases = [source_base(source) for source in self._definition["sources"]]
-        return os.path.commonpath(bases) if all("://" not in b for b in bases) else ""
+        return self._data.mount_root()
 
     def to_path(self) -> list[str]:
         """The file paths relative to the common folder of the patterns, each with a leading
         ``/`` (as Azure's)."""
-        root = self.mount_root()
-        return ["/" + (os.path.relpath(p, root) if root else p) for p in self.iter_files()]
+        return self._data.to_path()
 
     def download(self, target_path: str | None = None, overwrite: bool = False) -> list[str]:
         """Copy the files into ``target_path`` (a new temporary folder when None).
@@ -158,19 +151,7 @@ class FileDataset(Dataset):
         Paths below the common folder are kept. An existing file raises FileExistsError
         unless ``overwrite``. Returns the local paths written.
         """
-        target = target_path or tempfile.mkdtemp(prefix="dataset-")
-        root, storage, written = self.mount_root(), self._storage(), []
-        for path in self.iter_files():
-            relative = os.path.relpath(path, root) if root else path.split("://", 1)[-1]
-            destination = os.path.join(target, relative)
-            if os.path.exists(destination) and not overwrite:
-                raise FileExistsError(
-                    f"{destination!r} already exists; pass overwrite=True to replace it"
-                )
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            copy_file(path, destination, storage)
-            written.append(destination)
-        return written
+        return self._data.download(target_path, overwrite)
 
 
 class TabularDataset(Dataset):
@@ -195,12 +176,7 @@ class TabularDataset(Dataset):
 
     def read_options(self) -> dict[str, Any]:
         """The options :func:`read_records` needs, including storage and partition format."""
-        storage = self._storage()
-        return {
-            **self.options,
-            "partition_format": self._definition.get("partition_format"),
-            **({"storage": storage} if storage else {}),
-        }
+        return self._data.read_options()
 
     def partition_by(
         self,
@@ -243,12 +219,7 @@ class TabularDataset(Dataset):
 
     def to_pandas_dataframe(self) -> pd.DataFrame:
         """Load the whole table (with take, skip and sample applied)."""
-        import pandas as pd
-
-        options = self.read_options()
-        frames = [read_records(path, self.format, options) for path in self._source_files()]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return self._transformed_frame(frame)
+        return self._data.to_pandas_dataframe()
 
 
 Dataset.File = FileDatasetFactory(FileDataset)

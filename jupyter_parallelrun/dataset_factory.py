@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .column_types import SAMPLE_BYTES, infer_types, type_spec
-from .dataset_source import describe_source, iter_source_files, source_from_path
-from .datastore import Datastore
+from .dataset_source import describe_source, source_from_path
+from .input_data import source_files, storage_options
 from .records import PARTITION_KEY
 from .storage import open_file
 
@@ -190,9 +190,9 @@ def _inferred_types(sources: list[dict], options: dict[str, Any]) -> dict[str, d
         datastore = source.get("datastore")
         storage = None
         if datastore is not None and datastore["datastore_type"] != "Local":
-            storage = {datastore["root"]: Datastore.from_spec(datastore).storage_options}
+            storage = {datastore["root"]: storage_options(datastore)}
         try:
-            first = next(iter_source_files(source, None), None)
+            first = next(source_files(source), None)
             if first is None:
                 continue
             with open_file(first, storage) as handle:
@@ -217,7 +217,7 @@ def _definition(kind: str, path: Any, validate: bool, partition_format: str | No
     sources = [source_from_path(item) for item in items]
     if validate:
         for source in sources:
-            if next(iter_source_files(source, None), None) is None:
+            if next(source_files(source), None) is None:
                 raise ValueError(f"path {describe_source(source)!r} matches no file")
     return {"type": kind, "sources": sources, "partition_format": partition_format,
             "transforms": []}  # fmt: skip

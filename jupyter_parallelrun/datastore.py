@@ -13,8 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .blob_storage import connection_string, container_spec, list_blobs
-from .storage import Listings, filesystem, iter_local_files, sort_key
+from . import input_data
+from .blob_storage import container_spec
+from .storage import Listings, filesystem, iter_local_files
 
 if TYPE_CHECKING:
     import fsspec
@@ -182,13 +183,7 @@ class Datastore:
     @property
     def storage_options(self) -> dict[str, Any]:
         """Keyword arguments for the fsspec filesystem of this datastore."""
-        if self.datastore_type == "Local":
-            return {}
-        return {
-            "connection_string": connection_string(
-                self.account_name, self.account_key, self.sas_token, self.protocol, self.endpoint
-            )
-        }
+        return input_data.storage_options(self.to_spec())
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -202,10 +197,7 @@ class Datastore:
         return DataPath(self, path_on_datastore)
 
     def _url(self, path_on_datastore: str = "") -> str:
-        relative = str(path_on_datastore or "").lstrip("/")
-        if self.datastore_type == "Local":
-            return os.path.join(self.root, relative) if relative else self.root
-        return f"{self.root}/{relative}" if relative else self.root
+        return input_data.datastore_url(self.to_spec(), path_on_datastore)
 
     def local_path(self, path_on_datastore: str = "") -> Path:
         """The local path of ``path_on_datastore``; only for local datastores."""
@@ -221,14 +213,12 @@ class Datastore:
     ) -> Iterator[str]:
         """The files at ``path_on_datastore`` (file, folder or glob), as a sorted stream; a
         local datastore's folders are read through ``listings`` when given."""
-        if self.datastore_type == "Local":
-            return iter_local_files(self._url(path_on_datastore), listings)
-        return iter(sorted(self.blob_infos(path_on_datastore), key=sort_key))
+        return input_data.datastore_files(self.to_spec(), path_on_datastore, listings)
 
     def blob_infos(self, path_on_datastore: str = "") -> dict[str, dict]:
         """The blobs at ``path_on_datastore`` (file, folder or glob): ``{url: info}``, with
         each blob's size and modification time, from listings only (no request per blob)."""
-        return list_blobs(self.fs, self._url(path_on_datastore))
+        return input_data.blob_infos(self.to_spec(), path_on_datastore)
 
     def upload(
         self,

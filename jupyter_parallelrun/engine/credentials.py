@@ -21,7 +21,7 @@ SECRET_FIELDS = ("account_key", "sas_token")
 def step_credentials(dataset: Any) -> dict[str, Any]:
     """What every worker of a step over ``dataset`` gets once: the storage options of its blob
     datastores and their secret fields, each by datastore root; empty for local input."""
-    storage = dataset._storage()
+    storage = dataset.storage()
     if not storage:
         return {}
     datastores = {}

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..input_data import InputData
 from ..records import read_records
 from .key_partitions import load_partition_files
 
@@ -81,3 +82,36 @@ def describe(spec: dict[str, Any]) -> str:
     if kind == "partition":
         return "partition " + ", ".join(f"{k}={v!r}" for k, v in spec["keys"].items())
     return repr(spec)
+
+
+def mini_batch_dataset(spec: dict[str, Any]) -> InputData | None:
+    """``mini_batch_context.dataset``: a partition mini-batch's part of the input, its files or
+    its rows, read as a dataset is (``iter_files``, ``to_path``, ``to_pandas_dataframe``...);
+    None for a mini-batch that is not a partition. Made from the spec alone."""
+    kind = spec.get("kind")
+    if kind == "files" and "keys" in spec:
+        sources = [_file_source(path, spec.get("datastores", [])) for path in spec["paths"]]
+        return InputData({"type": "file", "sources": sources, "partition_format": None,
+                          "transforms": []})  # fmt: skip
+    if kind == "partition":
+        table = {"format": "parquet", "sources": [{"path": spec["path"]}], "options": {}}
+    elif kind == "partition_files":
+        # The input's read options (column types, separator, storage) apply as they are.
+        options = dict(spec["options"])
+        partition_format = options.pop("partition_format", None)
+        sources = [{"path": path} for path in spec["paths"]]
+        table = {"format": spec["format"], "sources": sources, "options": options,
+                 "partition_format": partition_format}  # fmt: skip
+    else:
+        return None
+    options = {"include_path": False, "set_column_types": {}, **table["options"]}
+    return InputData({"type": "tabular", "partition_format": None, "transforms": [],
+                      **table, "options": options})  # fmt: skip
+
+
+def _file_source(path: str, datastores: list[dict[str, Any]]) -> dict[str, Any]:
+    """A dataset source for one file: on its blob datastore (credentials and all), or local."""
+    for datastore in datastores:
+        if path.startswith(datastore["root"] + "/"):
+            return {"datastore": datastore, "path": path[len(datastore["root"]) + 1 :]}
+    return {"path": path}

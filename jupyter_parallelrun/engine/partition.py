@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..dataset import FileDataset, TabularDataset
+from ..input_data import InputData
 from ..settings import mini_batch_size_for
 from ..storage import open_file
 from .credentials import without_credentials
@@ -32,7 +32,7 @@ _WIDE_ENCODINGS = ("utf-16", "utf-32")
 
 
 def iter_mini_batches(
-    dataset: FileDataset | TabularDataset,
+    dataset: Any,
     mini_batch_size: Any,
     *,
     partition_keys: list[str] | None = None,
@@ -42,7 +42,8 @@ def iter_mini_batches(
 
     Parameters
     ----------
-    dataset : FileDataset or TabularDataset
+    dataset : InputData, or a FileDataset or TabularDataset
+        The input; a dataset is read through its spec (``InputData.of``).
     mini_batch_size : int, str or None
         Files or bytes per mini-batch, in the setting's one grammar
         (:func:`jupyter_parallelrun.settings.mini_batch_size_for`).
@@ -67,9 +68,10 @@ def iter_mini_batches(
     Parquet input: runs of row groups of up to ``mini_batch_size`` compressed bytes; a row
     group larger than that is a mini-batch of its own.
     """
-    tabular = isinstance(dataset, TabularDataset)
-    if not tabular and not isinstance(dataset, FileDataset):
+    if not hasattr(dataset, "to_spec"):
         raise ValueError(f"dataset must be a FileDataset or a TabularDataset; got {dataset!r}")
+    dataset = InputData.of(dataset)
+    tabular = dataset.tabular
     size = mini_batch_size_for(mini_batch_size, tabular)
     by_path = isinstance(partition_keys, (list, tuple)) and bool(partition_keys)
     if by_path and set(partition_keys) <= set(dataset.partition_keys):
@@ -83,7 +85,7 @@ def iter_mini_batches(
         batches = _partition_batches(dataset, partition_keys, _scratch(scratch_dir, "partition"))
     elif not tabular:
         batches = _file_batches(dataset, size)
-    elif dataset.to_spec()["transforms"]:
+    elif dataset.transforms:
         batches = _rewritten_batches(dataset, size, _scratch(scratch_dir, "take/skip/sample"))
     else:
         batches = _tabular_batches(dataset, size)
@@ -100,10 +102,10 @@ def _scratch(scratch_dir: str | Path | None, why: str) -> Path:
     return folder
 
 
-def _file_batches(dataset: FileDataset, size: int) -> Iterator[tuple[dict, int]]:
+def _file_batches(dataset: InputData, size: int) -> Iterator[tuple[dict, int]]:
     # Blob files travel with their datastores' storage options: the worker downloads them
     # (see fetch.py) and run() gets local paths, as with Azure's mount and download modes.
-    storage = dataset._storage()
+    storage = dataset.storage()
     extra = {"storage": storage} if storage else {}
     paths: list[str] = []
     for path in dataset.iter_files():
@@ -115,7 +117,7 @@ def _file_batches(dataset: FileDataset, size: int) -> Iterator[tuple[dict, int]]
         yield {"kind": "files", "paths": paths, **extra}, len(paths)
 
 
-def _tabular_batches(dataset: TabularDataset, size: int) -> Iterator[tuple[dict, int | None]]:
+def _tabular_batches(dataset: InputData, size: int) -> Iterator[tuple[dict, int | None]]:
     fmt, options = dataset.format, dataset.read_options()
     storage = options.get("storage")
     for path in dataset.files:
@@ -191,9 +193,7 @@ def _row_group_runs(path: str, size: int, storage: dict | None) -> Iterator[tupl
         yield groups, rows
 
 
-def _rewritten_batches(
-    dataset: TabularDataset, size: int, scratch: Path
-) -> Iterator[tuple[dict, int]]:
+def _rewritten_batches(dataset: InputData, size: int, scratch: Path) -> Iterator[tuple[dict, int]]:
     # take/skip/sample count records across files, so the table is loaded once and rewritten
     # as one Parquet file with row groups of about mini_batch_size bytes.
     frame = dataset.to_pandas_dataframe()
@@ -207,14 +207,14 @@ def _rewritten_batches(
 
 
 def _path_partition_batches(
-    dataset: FileDataset | TabularDataset, keys: list[str]
+    dataset: InputData, keys: list[str]
 ) -> Iterator[tuple[dict, int | None]]:
-    partition_format = dataset.to_spec()["partition_format"]
-    if isinstance(dataset, TabularDataset):
+    partition_format = dataset.partition_format
+    if dataset.tabular:
         table = {"format": dataset.format, "options": dataset.read_options()}
-        return path_partition_batches(dataset._source_files(), partition_format, keys, table)
+        return path_partition_batches(dataset.source_files(), partition_format, keys, table)
     # Blob files: as _file_batches, with their datastores for mini_batch_context.dataset.
-    storage = dataset._storage()
+    storage = dataset.storage()
     blob = [source["datastore"] for source in dataset.to_spec()["sources"]
             if source.get("datastore", {}).get("root") in storage]  # fmt: skip
     extra = {"storage": storage, "datastores": blob} if storage else {}
@@ -222,7 +222,7 @@ def _path_partition_batches(
 
 
 def _partition_batches(
-    dataset: TabularDataset, partition_keys: Any, scratch: Path
+    dataset: InputData, partition_keys: Any, scratch: Path
 ) -> Iterator[tuple[dict, int]]:
     if (
         not isinstance(partition_keys, (list, tuple))

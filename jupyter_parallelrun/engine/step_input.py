@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..blob_storage import connection_string
+from ..input_data import InputData, storage_options
 from ..step_description import InputSpec, OutputLocation, StepDescription
 from ..storage import filesystem, iter_local_files
 from .budget import StepFailed
@@ -50,8 +50,7 @@ def upload_output(store: RunStore, output: OutputLocation) -> None:
     remote = f"{spec['root']}/{output.path_on_datastore}"
     try:
         if files:  # one call: adlfs uploads the files concurrently
-            account = [spec.get(k) for k in ("account_key", "sas_token", "protocol", "endpoint")]
-            options = {"connection_string": connection_string(spec["account_name"], *account)}
+            options = storage_options(spec)
             relative = [Path(f).relative_to(output.folder).as_posix() for f in files]
             destinations = [f"{remote}/{path}" for path in relative]
             filesystem("az", options, output.datastore).put(files, destinations)
@@ -62,14 +61,14 @@ def upload_output(store: RunStore, output: OutputLocation) -> None:
         ) from error
 
 
-def input_dataset(plan: InputSpec, steps: dict[str, StepDescription]) -> Any:
-    """The dataset a step reads: its own, or the output folder of the step that produces it."""
-    from ..dataset import Dataset
-
+def input_dataset(plan: InputSpec, steps: dict[str, StepDescription]) -> InputData:
+    """The data a step reads: its own dataset's, or the files in the output folder of the
+    step that produces it."""
     if plan.dataset is not None:
-        return Dataset.from_spec(plan.dataset)
-    producer = steps[plan.producer]
-    return Dataset.File.from_files(producer.output.folder, validate=False)
+        return InputData(plan.dataset)
+    folder = steps[plan.producer].output.folder
+    return InputData({"type": "file", "sources": [{"path": folder}], "partition_format": None,
+                      "transforms": []})  # fmt: skip
 
 
 def local_path(plan: str | InputSpec, steps: dict[str, StepDescription]) -> str:

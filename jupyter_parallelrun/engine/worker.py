@@ -56,9 +56,9 @@ class MiniBatchContext:
 
     @property
     def dataset(self) -> Any:
-        """The mini-batch's part of the input as a dataset (a FileDataset of its files, or a
-        TabularDataset of its rows) in a ``partition_keys`` job; None otherwise."""
-        from ..dataset_partition import mini_batch_dataset
+        """The mini-batch's part of the input as a dataset (its files, or its rows) in a
+        ``partition_keys`` job; None otherwise."""
+        from .mini_batch import mini_batch_dataset
 
         return mini_batch_dataset(self._spec) if self._spec is not None else None
 
