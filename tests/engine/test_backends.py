@@ -12,7 +12,7 @@ import os
 import pytest
 from conftest import file_dataset, output_rows, submit_step
 
-from jupyter_parallelrun import AmlCompute, ComputeTarget
+from jupyter_parallelrun import AmlCompute, ComputeTarget, submission
 from jupyter_parallelrun.engine import backends, runner
 from jupyter_parallelrun.engine.backends import THREAD_VARIABLES
 from jupyter_parallelrun.engine.backends.local import LocalBackend
@@ -43,12 +43,15 @@ def _compute(ws, backend: str) -> str:
 def _run_here(monkeypatch, submit):
     """Submit, then carry the run out in this process, as its runner would."""
     tokens: list[str] = []
-    monkeypatch.setattr(runner, "start_runner", lambda ws, run_id, token: tokens.append(token))
+    monkeypatch.setattr(
+        submission, "start_runner", lambda store, folder, run_id, token: tokens.append(token)
+    )
     run = submit()
     lease = runner.RunnerLease(run.experiment.workspace.store, run.id, tokens[0])
     lease.take()
     try:
-        runner.run_pipeline(run.experiment.workspace, run.id, lease)
+        ws = run.experiment.workspace
+        runner.run_pipeline(runner.RunnerHome(ws.store, ws.path), run.id, lease)
     finally:
         lease.stop()
     return run
