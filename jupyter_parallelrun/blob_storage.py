@@ -1,21 +1,20 @@
-"""Azure blob containers: how to reach one, checking it before a run, and fetching its files.
+"""Azure blob containers: how to reach one, list it, and check it before a run.
 
 A blob datastore is reached through fsspec's ``az`` protocol (the ``adlfs`` package, which
 brings ``azure-storage-blob``). Everything here takes plain data (account, key or SAS token,
 endpoint), never a Datastore, so that the engine's workers can use it from a mini-batch's spec.
 Credentials only ever travel inside a connection string held in memory or in the workspace
-store: never on a command line, never in a message shown to the user.
+store: never on a command line, never in a message shown to the user. The workers' downloads
+are the engine's (``engine/blob_get.py``).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .storage import GLOB_CHARS, filesystem_for, require_adlfs
+from .storage import GLOB_CHARS, require_adlfs
 
 #: The suffix of Azure's public cloud, as Azure's ``endpoint`` default.
 AZURE_ENDPOINT = "core.windows.net"
@@ -203,45 +202,3 @@ def list_blobs(fs: Any, url: str) -> dict[str, dict]:
     else:
         found = fs.find(url, detail=True)
     return {"az://" + fs._strip_protocol(path): info for path, info in found.items()}
-
-
-def fetch_files(urls: Sequence[str], folder: str, storage: dict[str, dict] | None) -> list[str]:
-    """Download the blob ``urls`` (``az://container/path``) into ``folder``, concurrently;
-    returns their local paths, ``folder/container/path``, in the order of ``urls``.
-
-    A file is written under a temporary name and renamed, so a local path that exists is a
-    whole copy. Local paths in ``urls`` are returned as they are.
-    """
-    local = [
-        url if "://" not in url else os.path.join(folder, url.split("://", 1)[1]) for url in urls
-    ]
-    by_root: dict[int, tuple[Any, list[str], list[str]]] = {}
-    for url, path in zip(urls, local, strict=True):
-        if "://" in url and not os.path.exists(path):
-            fs = filesystem_for(url, storage)
-            entry = by_root.setdefault(id(fs), (fs, [], []))
-            entry[1].append(url)
-            entry[2].append(path + ".partial")
-    for fs, remote, partial in by_root.values():
-        for path in partial:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        _get_files(fs, remote, partial)
-        for path in partial:
-            os.replace(path, path[: -len(".partial")])
-    return local
-
-
-def _get_files(fs: Any, remote: list[str], local: list[str]) -> None:
-    """Download each ``remote`` blob to ``local``, all at once on adlfs's event loop.
-
-    ``fs.get(list, list)`` would first ask the service about every path (one more request per
-    file, as many again as the downloads); the files of a mini-batch are known to exist.
-    """
-    import asyncio
-
-    from fsspec.asyn import sync
-
-    async def download() -> None:
-        await asyncio.gather(*(fs._get_file(r, lp) for r, lp in zip(remote, local, strict=True)))
-
-    sync(fs.loop, download)

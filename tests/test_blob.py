@@ -462,3 +462,41 @@ def test_blob_credentials_go_to_each_worker_once_and_into_no_stored_mini_batch(
     step_run = run.find_step_run("score-step")[0]
     assert len(_stored_specs(ws, step_run.id)) >= 2
     _assert_no_credentials(ws, step_run.id, [azurite.account_key, sas])
+
+
+@pytest.mark.parametrize("credential", ["account_key", "sas_token"])
+def test_a_worker_downloads_blobs_with_plain_gets_signed_as_the_sdk_would(
+    ws, azurite, container, tmp_path, credential, monkeypatch, request
+):
+    from jupyter_parallelrun.engine import blob_get
+
+    writer = register(ws, azurite, container, name="writer")
+    names = ["plain.txt", "with space.txt", "ünï/cöde.txt", "a+b=c&d.txt"]
+    folder = tmp_path / "up"
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(f"blob {i}")
+    writer.upload(folder, target_path="odd", show_progress=False)
+    secret = (
+        {"sas_token": azurite.container_sas(container, "rl")} if credential != "account_key" else {}
+    )
+    store = register(ws, azurite, container, name="reader", **secret)
+    urls = [f"az://{container}/odd/{name}" for name in names]
+
+    async def no_sdk(*args, **kwargs):
+        raise AssertionError(f"a plain GET was refused: {args}")
+
+    # Every blob must come by the plain GET: the SDK, its fallback, is not there.
+    fs = store.fs
+    monkeypatch.setattr(type(fs), "_get_file", no_sdk)
+    got = blob_get.fetch_files(urls, str(tmp_path / "down"), {store.root: store.storage_options})
+    assert [Path(p).read_text() for p in got] == [f"blob {i}" for i in range(len(names))]
+    monkeypatch.undo()
+    request.addfinalizer(blob_get.close_sessions)
+    # A blob that is not there falls back to the SDK, which names it.
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        blob_get.fetch_files(
+            [f"az://{container}/odd/missing.txt"],
+            str(tmp_path / "gone"),
+            {store.root: store.storage_options},
+        )

@@ -119,11 +119,11 @@ class Inbox:
         spec = message[2]
         if spec.get("kind") != "files" or not spec.get("storage"):
             return
-        from ..blob_storage import fetch_files
+        from .blob_get import fetch_files
 
         if self._pool is None:
             # One thread: mini-batches download in the order run() needs them; each download
-            # is itself concurrent (adlfs fetches a mini-batch's files at once).
+            # is itself concurrent (a mini-batch's files are fetched at once).
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self._count += 1
         folder = os.path.join(self.cache_dir, f"{self._count:06d}-mb{message[1]}")
@@ -140,4 +140,7 @@ class Inbox:
                 fetched.discard()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            from .blob_get import close_sessions
+
+            close_sessions()
         shutil.rmtree(self.cache_dir, ignore_errors=True)
