@@ -15,6 +15,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .environment_check import check_environment
 from .settings import check_int
 
 if TYPE_CHECKING:
@@ -215,8 +216,6 @@ class ComputeTarget:
         environment : dict or None
             ``Environment.to_spec()``: checked against the Python of this machine's workers.
         """
-        from .environment import check_environment
-
         check_node_count(self._spec, node_count)
         return check_environment(environment)
 
@@ -321,6 +320,35 @@ class AmlCompute(ComputeTarget):
     def get_status(self) -> AmlComputeStatus:
         """The target's state; a local target is always provisioned and steady."""
         return AmlComputeStatus(self._spec)
+
+
+def check_where_it_runs(
+    workspace: Workspace,
+    compute_target: str | None,
+    node_count: int,
+    environment: dict[str, Any] | None,
+) -> list[str]:
+    """Raise when a step cannot run where its workers will; returns warnings to show.
+
+    The check ``submit()`` makes, and ``resume()`` makes again before a runner starts (the
+    cluster, or the Python the workers run, may have changed since): on a compute target its
+    :meth:`ComputeTarget.check_step` (on a Dask cluster, every Dask worker), else the
+    environment against this machine's Python.
+
+    Parameters
+    ----------
+    workspace : Workspace
+        The workspace the step runs in.
+    compute_target : str or None
+        The step's compute target's name; None for this machine.
+    node_count : int
+        The step's resolved node_count.
+    environment : dict or None
+        ``Environment.to_spec()``.
+    """
+    if compute_target:
+        return ComputeTarget(workspace, compute_target).check_step(node_count, environment)
+    return check_environment(environment)
 
 
 def check_node_count(compute_spec: dict[str, Any], node_count: int) -> None:

@@ -350,6 +350,10 @@ class PipelineRun(Run):
         ValueError
             The run is not Failed or Canceled, or it was stored in an older format that
             cannot be converted now (the message says why).
+        EnvironmentCheckError, ConnectionError, FileNotFoundError
+            Where a step still to run would run, the check ``submit()`` made fails now (a
+            package gone from the workers' Python, a Dask worker that cannot see the
+            workspace or reach this machine, ...): no runner is started.
         """
         from .submission import resume_pipeline
 

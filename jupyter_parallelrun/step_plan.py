@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .blob_storage import check_container
-from .compute import ComputeTarget
+from .compute import check_where_it_runs
 from .dataset import TabularDataset
 from .datastore import Datastore
-from .environment import check_environment
 from .environment_check import worker_variables
 from .pipeline import resolve_parameters
 from .pipeline_inputs import DatasetConsumptionConfig, PipelineData, PipelineParameter
@@ -263,13 +262,11 @@ def _describe_step(
     else:
         config["entry_script"] = script.name
     described = _settings(step.name, config, _dataset_of(step.inputs[0], values))
-    if config["compute_target"]:
-        # On a Dask cluster this checks every Dask worker: reachable, enough of them, the
-        # environment installed, the workspace visible.
-        compute = ComputeTarget(ws, config["compute_target"])
-        warnings = compute.check_step(described["settings"].node_count, config["environment"])
-    else:
-        warnings = check_environment(config["environment"])
+    # On a Dask cluster this checks every Dask worker: reachable, enough of them, the
+    # environment installed, the workspace visible.
+    warnings = check_where_it_runs(
+        ws, config["compute_target"], described["settings"].node_count, config["environment"]
+    )
     output_name = step.output.name if step.output is not None else "output"
     datastore = getattr(step.output, "datastore", None)
     output = output_location(

@@ -13,6 +13,7 @@ import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .compute import check_where_it_runs
 from .engine.runner_start import start_runner
 from .environment_check import warn_each_time
 from .step_description import DescriptionError, StepDescription
@@ -75,6 +76,8 @@ def resume_pipeline(ws: Workspace, run_id: str) -> None:
         upgraded, problem = _upgraded_specs(ws, run_id), None
     except DescriptionError as error:
         upgraded, problem = {}, error
+    if problem is None and store.get_run(run_id)["status"] in ("Failed", "Canceled"):
+        _check_where_they_run(ws, run_id, upgraded)
     with store.transaction() as db:
         # The claim first: with a runner on the run it says whose, whatever the status.
         token = claim(db, run_id, lease_seconds() + STARTUP_SECONDS)
@@ -99,6 +102,15 @@ def resume_pipeline(ws: Workspace, run_id: str) -> None:
                     runner_pid=None,
                 )
     store.update_run(run_id, runner_pid=start_runner(store, ws.path, run_id, token))
+
+
+def _check_where_they_run(ws: Workspace, run_id: str, upgraded: dict[str, dict]) -> None:
+    """Check again, as submit() did, where each step still to run will run: its cluster or
+    its Python may have changed since (raises before any runner starts)."""
+    for record in ws.store.list_runs(parent_id=run_id):
+        if record["status"] != "Completed":
+            step = StepDescription.from_json(upgraded.get(record["id"], record["spec"]))
+            check_where_it_runs(ws, step.compute_target, step.settings.node_count, step.environment)
 
 
 def _upgraded_specs(ws: Workspace, run_id: str) -> dict[str, dict[str, Any]]:

@@ -192,3 +192,38 @@ def test_azure_constructors_list_and_clone(ws, tmp_path):
     copy.register(ws)
     assert sorted(Environment.list(ws)) == ["img", "img-copy"]
     assert Environment.list(ws)["img"].docker.base_image == "my/image:2"
+
+
+def test_resume_checks_the_environment_again_before_a_runner_starts(
+    ws, write_script, files, tmp_path
+):
+    from conftest import ECHO_SCRIPT, file_dataset, output_rows, submit_step
+
+    # A Python whose only extra is the metadata of a distribution, taken away before resume.
+    site = tmp_path / "site"
+    metadata = site / "jpr_resume_check-1.0.dist-info" / "METADATA"
+    metadata.parent.mkdir(parents=True)
+    metadata.write_text("Metadata-Version: 2.1\nName: jpr-resume-check\nVersion: 1.0\n")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{site}:$PYTHONPATH" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    broken = tmp_path / "init_fails"
+    broken.touch()
+    script = write_script(
+        f"import os\n\ndef init():\n    assert not os.path.exists({str(broken)!r})\n"
+        + ECHO_SCRIPT.replace("def init():\n    pass\n", "")
+    )
+    env = environment("jpr-resume-check", interpreter_path=str(wrapper))
+    run = submit_step(ws, script, file_dataset(files(3)), environment=env)
+    assert run.wait_for_completion(timeout_seconds=120, raise_on_error=False) == "Failed"
+    broken.unlink()
+    metadata.unlink()
+    with pytest.raises(
+        EnvironmentCheckError, match=f"'jpr-resume-check' is not installed in {wrapper}"
+    ):
+        run.resume()
+    assert run.get_status() == "Failed"
+    metadata.write_text("Metadata-Version: 2.1\nName: jpr-resume-check\nVersion: 1.0\n")
+    run.resume()
+    assert run.wait_for_completion(timeout_seconds=120) == "Completed"
+    assert len(output_rows(run)) == 3

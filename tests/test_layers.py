@@ -83,7 +83,6 @@ VIEWS_TO_OTHERS: set[tuple[str, str]] = set()
 #: The import circles, each as its sorted modules.
 CIRCLES = [
     [
-        "compute",
         "config",
         "environment",
         "environment_build",
