@@ -5,7 +5,8 @@ address. ``ComputeTarget.create(ws, name, DaskCompute.provisioning_configuration
 starts one on this machine as detached ``dask scheduler`` and ``dask worker`` processes, which
 outlive the notebook (as a run's runner does) until ``compute.delete()`` stops them. A step
 whose ``compute_target`` is a DaskCompute runs its worker processes on the cluster's Dask
-workers, one node per Dask worker (``engine/backends/dask.py``).
+workers, one node per Dask worker: its spec names the backend ``"dask"``, which the runner finds
+by that name. What a step needs of the cluster is checked at submit (``dask_checks.py``).
 """
 
 from __future__ import annotations
