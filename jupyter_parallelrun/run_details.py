@@ -181,7 +181,11 @@ def run_details(
 
 def run_html(record: dict[str, Any], folder: Path) -> str:
     """Azure's table for a run object in a notebook: Experiment, Id, Type, Status, and where
-    its details are (here the run's folder and its logs, which RunDetails shows live)."""
+    its details are (here the run's folder and its logs, which RunDetails shows live).
+
+    The folder is given as text with the command that prints its logs, not as a link: a
+    browser does not open a ``file://`` link from a page JupyterLab serves, and a Jupyter
+    server with its default settings does not serve the hidden ``.parallelrun`` folder."""
     kind = "azureml.StepRun" if record["kind"] == "step" else "azureml.PipelineRun"
     logs = folder / "logs" if record["kind"] == "step" else folder
     cells = [
@@ -189,8 +193,8 @@ def run_html(record: dict[str, Any], folder: Path) -> str:
         record["id"],
         kind,
         record["status"],
-        f'<a href="{html.escape(logs.as_uri())}" target="_blank" rel="noopener">'
-        f"{html.escape(str(logs))}</a>",
+        f"<code>{html.escape(str(logs))}</code> (a folder on the kernel's machine; "
+        f"<code>parallelrun logs {html.escape(record['id'])}</code> prints its logs)",
         "<code>RunDetails(run).show()</code>",
     ]
     headers = ["Experiment", "Id", "Type", "Status", "Details Page", "Live view"]
