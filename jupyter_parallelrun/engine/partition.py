@@ -42,8 +42,7 @@ def iter_mini_batches(
 
     Parameters
     ----------
-    dataset : InputData, or a FileDataset or TabularDataset
-        The input; a dataset is read through its spec (``InputData.of``).
+    dataset : InputData, or a FileDataset or TabularDataset (read through its spec)
     mini_batch_size : int, str or None
         Files or bytes per mini-batch, in the setting's one grammar
         (:func:`jupyter_parallelrun.settings.mini_batch_size_for`).
@@ -71,19 +70,18 @@ def iter_mini_batches(
     if not hasattr(dataset, "to_spec"):
         raise ValueError(f"dataset must be a FileDataset or a TabularDataset; got {dataset!r}")
     dataset = InputData.of(dataset)
-    tabular = dataset.tabular
-    size = mini_batch_size_for(mini_batch_size, tabular)
+    size = mini_batch_size_for(mini_batch_size, dataset.tabular)
     by_path = isinstance(partition_keys, (list, tuple)) and bool(partition_keys)
     if by_path and set(partition_keys) <= set(dataset.partition_keys):
         batches = _path_partition_batches(dataset, list(partition_keys))
     elif partition_keys is not None:
-        if not tabular:
+        if not dataset.tabular:
             raise ValueError(
                 f"partition_keys={partition_keys!r} on a FileDataset must be keys of its "
                 f"partition_format; its keys are {dataset.partition_keys}"
             )
         batches = _partition_batches(dataset, partition_keys, _scratch(scratch_dir, "partition"))
-    elif not tabular:
+    elif not dataset.tabular:
         batches = _file_batches(dataset, size)
     elif dataset.transforms:
         batches = _rewritten_batches(dataset, size, _scratch(scratch_dir, "take/skip/sample"))
