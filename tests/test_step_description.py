@@ -17,12 +17,14 @@ import pytest
 from conftest import ECHO_SCRIPT, file_dataset, submit_step
 
 from jupyter_parallelrun import ParallelRunConfig, Run, Workspace
+from jupyter_parallelrun.engine.runner_start import start_runner
 from jupyter_parallelrun.step_description import (
     DescriptionError,
     InputSpec,
     PipelineDescription,
     StepDescription,
 )
+from jupyter_parallelrun.store_lease import claim
 
 OLD_PLAN = Path(__file__).parent / "data" / "plan_before_v1.json"
 
@@ -150,3 +152,17 @@ def test_reading_a_stored_step_parses_its_settings_as_the_front_doors_do(ws, wri
     stored["config"]["mini_batch_size"] = "10MB"  # a size in bytes, for file input
     with pytest.raises(ValueError, match="mini_batch_size"):
         StepDescription.from_json(stored)
+
+
+def test_a_runner_started_on_an_unconverted_old_run_says_why_it_cannot_run_it(tmp_path):
+    ws = Workspace.create("old", path=tmp_path / "ws")
+    run_id = _store_old_run(ws, tmp_path, "Failed")
+    with ws.store.transaction() as db:  # started by hand, not by resume(): nothing converted
+        ws.store.update_run(run_id, db=db, status="NotStarted")
+        token = claim(db, run_id, 60)
+    start_runner(ws.store, ws.path, run_id, token)
+    run = Run.get(ws, run_id)
+    assert _wait_final(run) == "Failed"
+    error = ws.store.get_run(run_id)["error"]
+    assert "plan format of before versioned descriptions" in error, error
+    assert "PipelineRun.resume() converts it" in error, error
