@@ -193,7 +193,8 @@ class SchedulerMachine(Loop, RuleBasedStateMachine):
             return
         process = old[pick % len(old)]
         key, now = (process.worker, process.incarnation), self.now
-        mb_id = process.pipe[0] if process.pipe else self.before
+        sent = process.pipe + process.taken_back
+        mb_id = sent[0] if sent else self.before
         event = [
             Received(now, *key, Done(mb_id, 1, 1, b"late\n", now - 1, now, None)),
             Received(now, *key, Failed(mb_id, 1, "late", "tb", now - 1, now)),
@@ -229,13 +230,8 @@ class SchedulerMachine(Loop, RuleBasedStateMachine):
         assert set(s.mini_batches) == set(places), "the state knows of other mini-batches"
         for name, worker in s.workers.items():
             queued, process = [flight.mini_batch.id for flight in worker.queue], self.current(name)
-            # Once its process ended, what was sent to it is the state's to retry or fail; once
-            # the run is over, the state may also keep it queued (main today: see the xfail
-            # test_the_workers_stopped_after_a_cancel_leave_a_valid_state).
-            running = [] if process.ended else process.pipe
-            kept = self.over and queued == process.pipe
-            assert queued == running or kept, (
-                f"{name} runs {queued} by the state, {running} in fact"
+            assert queued == process.pipe, (
+                f"{name} runs {queued} by the state, {process.pipe} really"
             )
 
     @invariant()
@@ -277,7 +273,9 @@ class SchedulerMachine(Loop, RuleBasedStateMachine):
     @invariant()
     def the_state_validates(self) -> None:
         stranded = any(w.queue for w in self.state.workers.values() if w.state == "stopped")
-        if not (self.over and stranded):  # see test_the_workers_stopped_after_a_cancel_...
+        # Main's validate_state() does not yet accept stopped workers keeping what they never
+        # answered (branch fsm's does): see test_the_workers_stopped_after_a_cancel_...
+        if not (self.over and stranded):
             self.state.validate_state()
         self.state.rows()
 

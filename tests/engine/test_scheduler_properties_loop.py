@@ -54,6 +54,7 @@ class Process:
         self.worker, self.incarnation = worker, incarnation
         self.started = self.connected = self.ready = self.dead = self.ended = False
         self.pipe: list[int] = []  # ids sent and not answered, oldest first
+        self.taken_back: list[int] = []  # what the state took back from it once it ended
         self.end: EndProcess | None = None
 
 
@@ -194,7 +195,10 @@ class Loop:
         self.received(process, message)
 
     def ended(self, process: Process, code, host_lost: bool) -> None:
+        """A process the state asked to end has ended: what was sent to it is the state's
+        again, to retry or to fail."""
         process.ended = process.dead = True
+        process.taken_back, process.pipe = process.pipe, []
         end = process.end
         event = WorkerEnded(self.now, end.worker, end.incarnation, end.reason, end.kill, code)
         self.feed(replace(event, host_lost=host_lost))
@@ -206,8 +210,10 @@ class Loop:
             if not process.dead and process.ready and process.end is None:
                 self.received(process, Bye())
         self.feed(WorkersStopped(self.now, {name: -9 for name in self.state.workers}))
+        # What the stopped processes never answered stays theirs: the run is over, and the
+        # next runner runs what was not committed.
         for process in self.processes.values():
-            process.ended = process.dead = True
+            process.dead = True
         self.over = True
 
     def current_of(self, process: Process) -> Process:
