@@ -2,7 +2,7 @@
 the values of a pipeline's parameters at submission.
 
 These objects only describe what to run. They are checked when made; ``Experiment.submit``
-turns a Pipeline into a run plan (``step_plan.py``) with the values that
+turns a Pipeline into its description (``step_plan.py``) with the values that
 :func:`resolve_parameters` gives its parameters. What the steps read and pass on
 (PipelineParameter, DatasetConsumptionConfig, PipelineData) is in ``pipeline_inputs.py``.
 """
