@@ -79,6 +79,19 @@ _ADDED_COLUMNS = (
     ("runs", "mb_held INTEGER NOT NULL DEFAULT 0"),
 )
 
+#: Rows an older store wrote in a format since changed: (what finds them, what brings them up to
+#: date). Compute targets have named the backend their workers run on (the runner finds it by
+#: that name) since the backend registry; those registered before it are Dask clusters or this
+#: machine, by their type. Looked for first, so opening an up-to-date store never writes.
+_UPGRADED_ROWS = (
+    (
+        "SELECT 1 FROM registry WHERE kind = 'compute' AND json_extract(spec, '$.backend') IS NULL",
+        "UPDATE registry SET spec = json_set(spec, '$.backend', "
+        "CASE json_extract(spec, '$.type') WHEN 'DaskCompute' THEN 'dask' ELSE 'local' END) "
+        "WHERE kind = 'compute' AND json_extract(spec, '$.backend') IS NULL",
+    ),
+)
+
 
 #: How long a writer keeps trying to take a store locked by another connection (seconds; the
 #: environment variable overrides it), and how long one try waits (SQLite's busy timeout).
@@ -129,14 +142,18 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def create_schema(db: sqlite3.Connection) -> set[str]:
-    """Create the tables that are missing and add the columns an older store lacks; returns
-    the columns of ``runs``."""
+    """Create the tables that are missing, add the columns an older store lacks and bring its
+    older rows up to date; returns the columns of ``runs``."""
     db.executescript(SCHEMA)
     for table, column in _ADDED_COLUMNS:
         present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
         if column.split()[0] not in present:
             with contextlib.suppress(sqlite3.OperationalError):  # another process was first
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    for stale, upgrade in _UPGRADED_ROWS:
+        if db.execute(stale).fetchone() is not None:
+            with contextlib.suppress(sqlite3.OperationalError):  # locked: the next open does it
+                db.execute(upgrade)
     return {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
 
 

@@ -131,3 +131,35 @@ def test_register_backend_refuses_what_cannot_be_one():
     with pytest.raises(TypeError, match="factory must be callable"):
         backends.register_backend("odd", "LocalBackend")
     assert "odd" not in backends.registered_backends()
+
+
+def test_compute_targets_registered_before_the_registry_run_on_their_backend(
+    ws, write_script, files
+):
+    """A workspace outlives upgrades of the package: a compute target stored without a backend
+    (before the registry) gains the one of its type when the store is opened again, and its
+    steps run there."""
+    import json
+    import sqlite3
+
+    from jupyter_parallelrun import DaskCompute, Workspace
+
+    ComputeTarget.create(ws, "cpu", AmlCompute.provisioning_configuration(max_nodes=2))
+    DaskCompute.attach(ws, "cluster", "tcp://127.0.0.1:9")
+    with sqlite3.connect(ws.store.path) as db:
+        for name, spec in db.execute("SELECT name, spec FROM registry WHERE kind = 'compute'"):
+            old = {k: v for k, v in json.loads(spec).items() if k != "backend"}
+            db.execute("UPDATE registry SET spec = ? WHERE name = ?", (json.dumps(old), name))
+    reopened = Workspace.from_config(path=str(ws.config_file))
+    assert reopened.store.lookup("compute", "cpu")[1]["backend"] == "local"
+    assert reopened.store.lookup("compute", "cluster")[1]["backend"] == "dask"
+    script = write_script(SCRIPT.format(names=[]))
+    run = submit_step(
+        reopened,
+        script,
+        file_dataset(files(2)),
+        compute_target="cpu",
+        environment_variables={"GREETING": "hello"},
+    )
+    assert run.wait_for_completion(timeout_seconds=120, raise_on_error=False) == "Completed"
+    assert len(output_rows(run)) == 2
