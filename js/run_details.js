@@ -5,11 +5,24 @@
 
 import { h, keyed, setAttr, setText, show, table } from "./dom.js";
 import { clock, duration } from "./format.js";
-import { keepInNotebook } from "./saved.js";
+import { asSaved, keepInNotebook } from "./saved.js";
 import { stepView } from "./step.js";
 
-const SAVED = "Saved with the notebook when the run ended: run the cell again for a live view " +
-  "(Cancel, Resume, the logs).";
+const SAVED = "run the cell again for a live view (Cancel, Resume, the logs).";
+const saved = (state) =>
+  `Saved with the notebook ${state.final ? "when the run ended" : "while the run was going"}: ${SAVED}`;
+
+// Whether this view's model talks to a kernel. One restored from the notebook's saved widget
+// state has no comm, whoever saved it: this view when the run ended (saved.js), or ipywidgets'
+// "Save Widget State Automatically", which keeps the live copy as it was, actions on.
+async function hasKernel(model, id) {
+  try {
+    return Boolean((await model.widget_manager.get_model(id)).comm_live);
+  } catch (error) {
+    // A front-end whose manager cannot say: the kernel side answers the actions, as before.
+    return true;
+  }
+}
 
 function actions(model) {
   const cancel = h("button", { type: "button", class: "prd-button prd-cancel", text: "Cancel" });
@@ -23,7 +36,7 @@ function actions(model) {
     setAttr(cancel, "title", state.can_cancel ? "Stop the run; committed output stays"
       : state.final ? "The run has ended" : "Cancel already requested");
     setAttr(resume, "title", state.can_resume ? "Carry on: committed mini-batches are kept"
-      : state.saved ? SAVED : "Only a Failed or Canceled run can be resumed");
+      : state.saved ? saved(state) : "Only a Failed or Canceled run can be resumed");
   };
   return node;
 }
@@ -66,9 +79,13 @@ function render({ model, el }) {
     stepsBox, stepViews);
   el.append(root);
 
+  // Unknown until the widget manager answers: the actions stay off meanwhile.
+  let live = null;
   const draw = () => {
-    const state = model.get("state") || {};
-    if (!state.steps) return;
+    const sent = model.get("state") || {};
+    if (!sent.steps) return;
+    const state = sent.saved || live === false ? asSaved(sent)
+      : { ...sent, can_cancel: live && sent.can_cancel, can_resume: live && sent.can_resume };
     const found = model.get("errors") || {};
     setAttr(root, "data-poll", state.poll);
     setText(title, `${state.experiment} · ${state.id}`);
@@ -76,7 +93,7 @@ function render({ model, el }) {
     setAttr(badge, "class", `prd-status prd-tone-${state.tone}`);
     setText(elapsed, duration(state.elapsed));
     buttons.update(state);
-    const said = state.saved ? SAVED : model.get("notice");
+    const said = state.saved ? saved(state) : model.get("notice");
     setText(notice, said);
     show(notice, Boolean(said));
     setText(error, state.error);
@@ -89,11 +106,12 @@ function render({ model, el }) {
       (s) => `prd-step-row prd-tone-${s.tone}`);
     keyed(stepViews, state.steps, (s) => s.id, () => stepView(model),
       (view, step) => view.update(step, found[step.id], state));
-    if (state.final && !state.saved) keepInNotebook(model, { ...state });
+    if (live && state.final && !state.saved) keepInNotebook(model, { ...sent });
   };
   const events = ["change:state", "change:errors", "change:notice"];
   for (const event of events) model.on(event, draw);
   draw();
+  hasKernel(model, (model.get("state") || {}).model_id).then((answer) => { live = answer; draw(); });
   return () => { for (const event of events) model.off(event, draw); };
 }
 

@@ -23,7 +23,8 @@ function shownModels(notebook) {
   return shown;
 }
 
-const asSaved = (state) => ({ ...state, saved: true, can_cancel: false, can_resume: false });
+/** `state` as a view shows it with no kernel to act through. */
+export const asSaved = (state) => ({ ...state, saved: true, can_cancel: false, can_resume: false });
 const isView = (entry) => entry.state._anywidget_id === KIND;
 const references = (entry) => (JSON.stringify(entry.state).match(/IPY_MODEL_\w+/g) || [])
   .map((ref) => ref.slice("IPY_MODEL_".length));

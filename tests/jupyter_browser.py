@@ -46,11 +46,12 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
-def _settings(home: Path) -> None:
+def _settings(home: Path, save_widget_state: bool) -> None:
     """Settings of the test's own JupyterLab: no news feed; the rest as a new user has them
-    (ipywidgets' "Save Widget State Automatically" off among them)."""
+    (ipywidgets' "Save Widget State Automatically" off among them, unless asked for)."""
     for plugin, values in {
         "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"},
+        "@jupyter-widgets/jupyterlab-manager/plugin": {"saveState": save_widget_state},
     }.items():
         path = home / "settings" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +62,10 @@ def _settings(home: Path) -> None:
 def lab_server(tmp_path: Path, request: pytest.FixtureRequest):
     """A JupyterLab server on 127.0.0.1, isolated from the user's settings and started with
     the defaults; yields its URL and token. Parametrized ``{"allow_hidden": True}`` (indirect),
-    it serves hidden folders, as a server started with that option does."""
-    allow_hidden = getattr(request, "param", {}).get("allow_hidden", False)
+    it serves hidden folders, as a server started with that option does; with
+    ``{"save_widget_state": True}``, "Save Widget State Automatically" is on."""
+    options = getattr(request, "param", {})
+    allow_hidden = options.get("allow_hidden", False)
     port, token = free_port(), secrets.token_hex(16)
     home = tmp_path / "jupyter-home"
     env = {
@@ -72,7 +75,7 @@ def lab_server(tmp_path: Path, request: pytest.FixtureRequest):
         "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
     }
-    _settings(home)
+    _settings(home, options.get("save_widget_state", False))
     log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed in the finally below
     server = subprocess.Popen(
         [

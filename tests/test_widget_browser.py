@@ -198,10 +198,13 @@ def _saved_view(notebook: Path) -> dict | None:
     return models.get(model_id, {}).get("state", {}).get("state")
 
 
-def _reopened_in_its_final_state(page: Page, lab, notebook: Path, headline: str) -> None:
+def _reopened_in_its_final_state(
+    page: Page, lab, notebook: Path, headline: str, *, autosaved: bool = False
+) -> Locator:
     """Saved now with JupyterLab's default settings, the notebook holds the final state (the
     output's text, and the widget's own state), and shows it when opened again after its kernel
-    is gone; opening it does not mark it modified."""
+    is gone, actions off; opening it does not mark it modified (``autosaved``: ipywidgets' "Save
+    Widget State Automatically" marks it, whatever the view does). Returns the reopened view."""
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 30
     while (_saved_view(notebook) or {}).get("headline") != headline:
@@ -224,9 +227,11 @@ def _reopened_in_its_final_state(page: Page, lab, notebook: Path, headline: str)
     expect(root.locator(".prd-head .prd-status")).to_have_text(headline)
     expect(root.locator(".prd-notice")).to_contain_text("Saved with the notebook")
     expect(root.locator(".prd-resume")).to_be_disabled()
+    expect(root.locator(".prd-cancel")).to_be_disabled()
     root.screenshot(path=notebook.parent / "reopened.png")  # kept with the test's files
-    if "/lab/" in page.url:  # Notebook 7 has no tab to mark
+    if "/lab/" in page.url and not autosaved:  # Notebook 7 has no tab to mark
         expect(page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")).to_have_count(0)
+    return root
 
 
 def _files_open_in_the_view(root: Locator) -> None:
@@ -352,6 +357,27 @@ def test_cancel_and_resume_buttons(tmp_path: Path, lab, page: Page):
         assert Path(link.get_attribute("title")) == tmp_path / urllib.parse.unquote(path)
         assert http_status(f"{base}/api/contents/{path}?content=0&token={token}") == 200
     _files_open_in_the_view(root)
+
+
+@pytest.mark.parametrize("lab", [{"save_widget_state": True}], indirect=True, ids=["autosave"])
+def test_reopened_with_save_widget_state_automatically(tmp_path: Path, lab, page: Page):
+    """With "Save Widget State Automatically" on, ipywidgets saves the live copy of a Canceled
+    run's view, Resume on; reopened without its kernel, the view still says it is saved and
+    keeps its actions off, as it cannot act."""
+    notebook, _, _ = _notebook(tmp_path, 4, 2, ["run = submit()", "RunDetails(run)"])
+    base, token = lab
+    open_and_run_all(page, f"{base}/lab/tree/{notebook.name}?token={token}")
+    root = page.locator(".prd-root")
+    expect(root.locator(".prd-counters span").first).to_contain_text("items: 2 of 4 done")
+    root.locator(".prd-cancel").click()
+    expect(root.locator(".prd-head .prd-status")).to_have_text("Canceled")
+    expect(root.locator(".prd-resume")).to_be_enabled()
+    reopened = _reopened_in_its_final_state(page, lab, notebook, "Canceled", autosaved=True)
+    # What ipywidgets kept is the live copy (so the view, not the saved state, turns Resume off).
+    kept = _saved_view(notebook)
+    assert kept["can_resume"] is True and not kept.get("saved"), kept
+    expect(reopened.locator(".prd-notice")).to_have_text(re.compile("when the run ended"))
+    expect(reopened.locator(".prd-file-select")).to_be_disabled()
 
 
 def test_a_killed_runner_shows_failed_within_two_polls(tmp_path: Path, lab, page: Page):
