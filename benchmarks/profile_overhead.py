@@ -33,22 +33,21 @@ ENGINE = f"{PACKAGE}.engine"
 #: where it is defined, ``module:qualified.name``, and found by its code object, so that a move
 #: or a rename makes :func:`profiled_functions` fail rather than a row read 0.
 RUNNER_PARTS = (
-    (
-        "dispatch: next mini-batch from the listing",
-        f"{ENGINE}.scheduler:Scheduler._next_mini_batch",
-    ),
+    ("dispatch: next mini-batch from the listing", f"{ENGINE}.step_input:signal_first"),
     (
         "dispatch: pickle and send the mini-batch",
         "multiprocessing.connection:_ConnectionBase.send_bytes",
     ),
     ("receive: read and unpickle the worker's answer", f"{ENGINE}.worker_processes:receive"),
-    ("bookkeeping of the answer (`_handle`)", f"{ENGINE}.scheduler:Scheduler._handle"),
+    (
+        "bookkeeping of the answer (the state's `_received`)",
+        f"{ENGINE}.scheduler_state:SchedulerState._received",
+    ),
     ("commit: append and fsync the rows", f"{ENGINE}.output:AppendRowWriter.append"),
     ("commit: mini-batch rows into the store", f"{PACKAGE}.store:RunStore.upsert_mini_batches"),
     ("commit: mini-batch records into the log", f"{ENGINE}.logs:StepLogs.mini_batches"),
     ("commit: counters and worker state", f"{ENGINE}.commit:StepCommitter.write_state"),
-    ("watching workers (`_watch`, `_check_stop`)", f"{ENGINE}.scheduler:Scheduler._watch"),
-    ("", f"{ENGINE}.scheduler:Scheduler._check_stop"),
+    ("watching workers (the state's `_tick`)", f"{ENGINE}.scheduler_state:SchedulerState._tick"),
     ("waiting for answers (`connection.wait`)", "multiprocessing.connection:wait"),
 )
 #: The whole scheduler loop, which the parts above are shares of.

@@ -11,15 +11,14 @@ file back to the last recorded end. The counters in memory move only once a comm
 Commits are grouped: each fsyncs the output and writes a transaction, so a commit per
 mini-batch would cap a run at a few hundred mini-batches a second.
 
-With ``preserve_order`` a mini-batch that finishes before an earlier one waits here, held,
-until every earlier one has finished; the committed mini-batches are then always the first
-ones of the input, and the file holds their rows in input order.
+With ``preserve_order`` the scheduler's state hands the results over in input order (it holds
+those that finish early), so the committed mini-batches are always the first ones of the input.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from ..store import RunStore
@@ -30,10 +29,6 @@ from .output import AppendRowWriter
 COMMIT_INTERVAL = 0.1
 #: Seconds between writes of worker state when no mini-batch finished.
 STATE_INTERVAL = 1.0
-#: With preserve_order, past this many bytes of held rows, or this many held mini-batches,
-#: no new mini-batch starts until the earliest unfinished one is done (see holding_back).
-HELD_BYTES = 64 * 1024 * 1024
-HELD_MINI_BATCHES = 10_000
 
 
 class OutputUnwritable(Exception):
@@ -52,13 +47,10 @@ class StepCommitter:
     logs
         The step's logs (mini-batch records, progress overview).
     workers
-        Called at each state write: the rows of the ``workers`` table and the number of
-        mini-batches in all (None while not yet counted).
+        Called at each state write: the rows of the ``workers`` table, the number of
+        mini-batches in all (None while not yet counted) and of those held for preserve_order.
     counters
         Counters of mini-batches committed by an earlier runner of this step run (resume).
-    ordered_after
-        None to commit mini-batches as they finish; otherwise commit them in id order, the
-        ids given (committed by an earlier runner) counting as already there.
     """
 
     def __init__(
@@ -67,9 +59,8 @@ class StepCommitter:
         run_id: str,
         writer: AppendRowWriter | None,
         logs: StepLogs,
-        workers: Callable[[], tuple[list[dict[str, Any]], int | None]],
+        workers: Callable[[], tuple[list[dict[str, Any]], int | None, int]],
         counters: dict[str, int] | None = None,
-        ordered_after: Collection[int] | None = None,
     ) -> None:
         self.store, self.run_id, self.writer, self.logs = store, run_id, writer, logs
         self._workers = workers
@@ -86,37 +77,10 @@ class StepCommitter:
         self._retries = 0
         self._last_commit = 0.0
         self._last_state_write = 0.0
-        self.ordered = ordered_after is not None
-        self._already = set(ordered_after or ())
-        self._next_id = 0
-        self._held: dict[int, tuple[dict, bytes]] = {}
-        self._held_bytes = 0
 
     def add_result(self, record: dict[str, Any], rows: bytes) -> None:
         """A mini-batch that finished (done, or failed for good) and its formatted rows."""
-        if not self.ordered:
-            self._results.append((record, rows))
-            return
-        self._held[record["mb_id"]] = (record, rows)
-        self._held_bytes += len(rows)
-        while True:
-            while self._next_id in self._already:
-                self._already.discard(self._next_id)
-                self._next_id += 1
-            result = self._held.pop(self._next_id, None)
-            if result is None:
-                return
-            self._held_bytes -= len(result[1])
-            self._results.append(result)
-            self._next_id += 1
-
-    @property
-    def holding_back(self) -> bool:
-        """Whether so much waits for an earlier mini-batch that no new one should start.
-
-        The earliest unfinished mini-batch is always running or waiting for a retry, never
-        still in the input, so holding the input back cannot keep it from finishing."""
-        return self._held_bytes > HELD_BYTES or len(self._held) > HELD_MINI_BATCHES
+        self._results.append((record, rows))
 
     def add_error(self, error: dict[str, Any]) -> None:
         """A failed try, a failed ``init()`` or a lost process."""
@@ -193,8 +157,8 @@ class StepCommitter:
 
     def _write_state(self, db, counters: dict[str, int]) -> tuple[list[dict], int | None]:
         self._last_state_write = time.time()
-        workers, mb_total = self._workers()
-        fields = {**counters, "mb_held": len(self._held)}
+        workers, mb_total, held = self._workers()
+        fields = {**counters, "mb_held": held}
         if self.writer is not None:
             fields["output_bytes"] = self.writer.offset
         self.store.upsert_workers(db, workers)

@@ -25,7 +25,7 @@ from ..step_description import OutputLocation, PipelineDescription, StepDescript
 from ..storage import Listings
 from ..store_lease import LeaseLost
 from .backends import Backend, UnknownBackend, WorkerSettings, make_backend
-from .budget import Budget, StepCanceled, StepFailed
+from .budget import StepCanceled, StepFailed
 from .credentials import step_credentials
 from .error_text import MAX_MESSAGE_CHARS, shorten
 from .lease import RunnerLease
@@ -33,7 +33,7 @@ from .logs import StepLogs
 from .output import AppendRowWriter
 from .partition import iter_mini_batches
 from .runner_start import TOKEN_ENV, RunnerHome
-from .scheduler import Scheduler
+from .scheduler import step_scheduler
 from .step_input import (
     committed_counters,
     count_mini_batches,
@@ -147,7 +147,6 @@ def _schedule(
     backend: Backend,
 ) -> None:
     store, run_id, config = home.store, step.run_id, step.settings
-    nodes, per_node = config.node_count, config.process_count_per_node
     out_dir = Path(step.output.folder)
     writer = None
     # Under the lease, in one transaction: rows a runner that lost the run appended after the
@@ -171,50 +170,17 @@ def _schedule(
         ),
         formed,
     )
-    heartbeat_timeout = float(config.heartbeat_timeout)
-    worker_spec = {
-        "source_directory": step.snapshot,
-        "entry_script": step.entry_script,
-        "arguments": [local_path(a, steps) for a in step.arguments],
-        "output_dir": str(out_dir),
-        # Blob files of the mini-batches are downloaded here by the workers (see fetch.py).
-        "cache_dir": str(home.run_folder(run_id) / "cache"),
-        # Once per worker, not in every mini-batch spec (see credentials.py).
-        "credentials": step_credentials(dataset),
-        "output_action": config.output_action,
-        "logging_level": config.logging_level,
-        "resource_monitor_interval": config.resource_monitor_interval,
-        "heartbeat_interval": min(5.0, heartbeat_timeout / 4),
-    }
-    scheduler = Scheduler(
-        store=store,
-        run_id=run_id,
-        backend=backend,
-        mini_batches=source,
-        worker_spec=worker_spec,
-        nodes=nodes,
-        processes_per_node=per_node,
-        writer=writer,
-        logs=logs,
-        run_invocation_timeout=config.run_invocation_timeout,
-        run_max_try=config.run_max_try,
-        budget=Budget(
-            config.error_threshold,
-            config.allowed_failed_count,
-            config.allowed_failed_percent,
-        ),
-        progress_update_timeout=config.progress_update_timeout,
-        first_task_creation_timeout=config.first_task_creation_timeout,
-        task_overhead_timeout=config.task_overhead_timeout,
-        heartbeat_timeout=heartbeat_timeout,
-        counters=committed_counters(committed.values()),
-        ordered_after=committed.keys() if config.preserve_order else None,
+    worker_spec = _worker_spec(home, step, steps, dataset, out_dir)
+    counters = committed_counters(committed.values())
+    scheduler = step_scheduler(
+        store, run_id, config, backend, logs, source, worker_spec, writer, committed, counters
     )
     record = store.get_run(run_id)
     unfingerprinted = None if record["fingerprint"] else record["definition"]
+    listing = (dataset, size, keys, scratch)
     counting = threading.Thread(
         target=count_mini_batches,
-        args=(scheduler, store, run_id, dataset, size, keys, scratch, formed, unfingerprinted),
+        args=(scheduler.counted, store, run_id, *listing, formed, unfingerprinted),
         daemon=True,
     )
     counting.start()
@@ -226,13 +192,28 @@ def _schedule(
         # What workers killed mid-download left behind (each cleans its own otherwise).
         shutil.rmtree(worker_spec["cache_dir"], ignore_errors=True)
     counting.join()  # a finished step shows its totals, even one too quick for the count
-    reason = scheduler.budget.exceeded(
-        scheduler.counters["items_failed"],
-        scheduler.counters["mb_failed"],
-        scheduler.counters["mb_done"] + scheduler.counters["mb_failed"],
-    )
-    if reason:
-        raise StepFailed(reason)
+    scheduler.check_budget()
+
+
+def _worker_spec(
+    home: RunnerHome, step: StepDescription, steps: dict, dataset: Any, out_dir: Path
+) -> dict[str, Any]:
+    """What every worker of the step needs to host the entry script (see ``worker_main``)."""
+    config = step.settings
+    return {
+        "source_directory": step.snapshot,
+        "entry_script": step.entry_script,
+        "arguments": [local_path(a, steps) for a in step.arguments],
+        "output_dir": str(out_dir),
+        # Blob files of the mini-batches are downloaded here by the workers (see fetch.py).
+        "cache_dir": str(home.run_folder(step.run_id) / "cache"),
+        # Once per worker, not in every mini-batch spec (see credentials.py).
+        "credentials": step_credentials(dataset),
+        "output_action": config.output_action,
+        "logging_level": config.logging_level,
+        "resource_monitor_interval": config.resource_monitor_interval,
+        "heartbeat_interval": min(5.0, float(config.heartbeat_timeout) / 4),
+    }
 
 
 def _reuse(home: RunnerHome, step: StepDescription, earlier: dict, logs: StepLogs) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,6 @@ from .partition import iter_mini_batches
 
 if TYPE_CHECKING:
     from ..store import RunStore
-    from .scheduler import Scheduler
 
 
 def upload_output(store: RunStore, output: OutputLocation) -> None:
@@ -145,7 +145,7 @@ def signal_first(mini_batches, formed: threading.Event):
 
 
 def count_mini_batches(
-    scheduler: Scheduler,
+    on_counted: Callable[[int], None],
     store,
     run_id: str,
     dataset: Any,
@@ -171,7 +171,7 @@ def count_mini_batches(
             known_items = False
         else:
             items += mb.n_items
-    scheduler.mb_total = mb_total
+    on_counted(mb_total)
     store.update_run(run_id, mb_total=mb_total, items_total=items if known_items else None)
     if unfingerprinted is not None:
         store.update_run(

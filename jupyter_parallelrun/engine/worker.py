@@ -5,16 +5,9 @@ every mini-batch it is sent and answers with the rows (already formatted as outp
 the counts. ``shutdown()`` runs once when the runner says stop. What the script prints or logs
 goes to the worker's own log file.
 
-Messages (tuples, pickled by ``multiprocessing.connection``):
-
-worker → runner: ``("hello", name, pid, incarnation)`` (incarnation: which start of that
-worker this process is), ``("ready", init_seconds)``, ``("init_failed", exception,
-traceback)``, ``("done", mb_id, n_items, n_ok, payload, started, ended, note)`` (note: why
-items have no result, or None), ``("error", mb_id,
-n_items, exception, traceback, started, ended)``, ``("beat", rss_bytes, cpu_seconds)`` (both
-None between resource samples), ``("bye",)``.
-
-runner → worker: ``("mb", mb_id, spec)``, ``("stop",)``.
+The messages both ways are ``messages.py``'s types; the hello that opens the connection is
+the listener's handshake, ``("hello", name, pid, incarnation)`` (incarnation: which start of
+that worker this process is).
 """
 
 from __future__ import annotations
@@ -36,6 +29,19 @@ from typing import Any
 from ..settings import DEFAULT_LOGGING_LEVEL
 from . import watchdog
 from .error_text import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, shorten
+from .messages import (
+    Beat,
+    Bye,
+    Done,
+    Failed,
+    InitFailed,
+    Ready,
+    RunMiniBatch,
+    Stop,
+    WorkerMessage,
+    decode,
+    encode,
+)
 from .rows import format_rows, result_rows
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -169,9 +175,9 @@ class _Channel:
         self.conn = Client(address, authkey=authkey)
         self.lock = threading.Lock()
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: WorkerMessage) -> None:
         with self.lock:
-            self.conn.send(message)
+            self.conn.send(encode(message))
 
     def recv(self) -> tuple:
         return self.conn.recv()
@@ -189,7 +195,7 @@ def _heartbeat(
         if sample_every and time.monotonic() - last_sample >= sample_every:
             sample, last_sample = resource_sample(), time.monotonic()
         try:
-            channel.send(("beat", *sample))
+            channel.send(Beat(*sample))
         except OSError:
             # The runner is gone (killed, or its machine lost): end now, even with run() stuck,
             # rather than run user code for a run nobody will commit.
@@ -203,7 +209,7 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
     # A worker that is not the runner's child gets no parent-death signal: a watchdog process
     # kills it when the runner's side of the connection closes, even while run() holds the GIL.
     guard = watchdog.start(channel.conn.fileno()) if spec.get("parent_pid") is None else None
-    channel.send(("hello", name, os.getpid(), spec["incarnation"]))
+    channel.conn.send(("hello", name, os.getpid(), spec["incarnation"]))
     # Beating starts at once: the imports below take seconds on a loaded machine, and a
     # worker silent that long while starting is taken for a frozen one.
     sample_every = float(spec.get("resource_monitor_interval") or 0)
@@ -215,10 +221,40 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
     ).start()
     _redirect_output(Path(spec["log_file"]), spec.get("logging_level", DEFAULT_LOGGING_LEVEL))
     log_name = "/".join(Path(spec["log_file"]).parts[-3:])  # logs/workers/<name>.txt
+    started = time.time()
+    try:
+        module = _load(spec, name, node_id)
+        run = module.run
+        wants_context = len(inspect.signature(run).parameters) >= 2
+    except BaseException as error:  # noqa: BLE001 - any failure of user code is reported
+        traceback.print_exc()
+        # The runner closes the connection on this message: the watchdog must not take that
+        # for the runner's death and kill a process that is ending on its own.
+        watchdog.stop(guard)
+        channel.send(InitFailed(*_error_text(error, log_name)))
+        stop.set()
+        return
+    logging.getLogger(__name__).info("%s ready after %.2fs", name, time.time() - started)
+    channel.send(Ready(time.time() - started))
+    if sample_every:  # a first sample now, so even a short run shows each worker's memory
+        channel.send(Beat(*resource_sample()))
+    _serve(channel, spec, name, run, wants_context, log_name)
+    stop.set()
+    shutdown = getattr(module, "shutdown", None)
+    if callable(shutdown):
+        try:
+            shutdown()
+        except Exception:  # noqa: BLE001 - logged; the outputs are already committed
+            traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    watchdog.stop(guard)  # as before InitFailed: the runner closes the connection on Bye
+    channel.send(Bye())
 
+
+def _load(spec: dict, name: str, node_id: int) -> Any:
+    """The entry script, loaded as the user's code expects it, with its init() run."""
     from .. import entry_script
-    from .fetch import Inbox
-    from .mini_batch import load_mini_batch, mini_batch_context
 
     source_dir = Path(spec["source_directory"])
     os.chdir(source_dir)
@@ -231,27 +267,18 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         process_name=name,
         log_dir=str(Path(spec["log_file"]).parent),
     )
+    _restore_pinned_behaviour()
+    module = _load_entry_script(source_dir / spec["entry_script"])
+    if hasattr(module, "init"):
+        module.init()
+    return module
 
-    started = time.time()
-    try:
-        _restore_pinned_behaviour()
-        module = _load_entry_script(source_dir / spec["entry_script"])
-        if hasattr(module, "init"):
-            module.init()
-        run = module.run
-        wants_context = len(inspect.signature(run).parameters) >= 2
-    except BaseException as error:  # noqa: BLE001 - any failure of user code is reported
-        traceback.print_exc()
-        # The runner closes the connection on this message: the watchdog must not take that
-        # for the runner's death and kill a process that is ending on its own.
-        watchdog.stop(guard)
-        channel.send(("init_failed", *_error_text(error, log_name)))
-        stop.set()
-        return
-    logging.getLogger(__name__).info("%s ready after %.2fs", name, time.time() - started)
-    channel.send(("ready", time.time() - started))
-    if sample_every:  # a first sample now, so even a short run shows each worker's memory
-        channel.send(("beat", *resource_sample()))
+
+def _serve(
+    channel: _Channel, spec: dict, name: str, run: Any, wants_context: bool, log_name: str
+) -> None:
+    """Run each mini-batch the runner sends, until it says stop."""
+    from .fetch import Inbox
 
     append_rows = spec.get("output_action", "append_row") == "append_row"
     cache_dir = spec.get("cache_dir") or os.path.join(tempfile.gettempdir(), "parallelrun-cache")
@@ -259,56 +286,47 @@ def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dic
         channel, os.path.join(cache_dir, f"{name}-{os.getpid()}"), spec.get("credentials")
     )
     while True:
-        message, fetched = inbox.recv()
-        if message[0] == "stop":
+        raw, fetched = inbox.recv()
+        message = decode(raw, (RunMiniBatch, Stop))
+        if isinstance(message, Stop):
             break
-        _, mb_id, mb_spec = message
-        began = time.time()
-        n_items = None
         try:
-            mini_batch = fetched.paths() if fetched is not None else load_mini_batch(mb_spec)
-            n_items = len(mini_batch)
-            if wants_context:
-                context = MiniBatchContext(
-                    {**mini_batch_context(mb_spec), "mini_batch_id": mb_id}, mb_spec
-                )
-                result = run(mini_batch, context)
-            else:
-                result = run(mini_batch)
-            rows, note = result_rows(result, n_items)
-            n_ok = min(len(rows), n_items)
-            payload = format_rows(rows) if append_rows else b""
-        except BaseException as error:  # noqa: BLE001 - a failed try, reported to the runner
-            traceback.print_exc()
+            answer = _run_mini_batch(message, fetched, run, wants_context, append_rows, log_name)
+        finally:
             if fetched is not None:
                 fetched.discard()
-            channel.send(
-                (
-                    "error",
-                    mb_id,
-                    n_items if n_items is not None else _records_in(mb_spec),
-                    *_error_text(error, log_name),
-                    began,
-                    time.time(),
-                )
-            )
-            continue
-        if fetched is not None:
-            fetched.discard()
-        channel.send(("done", mb_id, n_items, n_ok, payload, began, time.time(), note))
-
+        channel.send(answer)
     inbox.close()
-    stop.set()
-    shutdown = getattr(module, "shutdown", None)
-    if callable(shutdown):
-        try:
-            shutdown()
-        except Exception:  # noqa: BLE001 - logged; the outputs are already committed
-            traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    watchdog.stop(guard)  # as before "init_failed": the runner closes the connection on "bye"
-    channel.send(("bye",))
+
+
+def _run_mini_batch(
+    message: RunMiniBatch,
+    fetched: Any,
+    run: Any,
+    wants_context: bool,
+    append_rows: bool,
+    log_name: str,
+) -> Done | Failed:
+    """One try of a mini-batch: its result, or how it failed."""
+    from .mini_batch import load_mini_batch, mini_batch_context
+
+    mb_id, mb_spec = message.mb_id, message.spec
+    began, n_items = time.time(), None
+    try:
+        mini_batch = fetched.paths() if fetched is not None else load_mini_batch(mb_spec)
+        n_items = len(mini_batch)
+        if wants_context:
+            values = {**mini_batch_context(mb_spec), "mini_batch_id": mb_id}
+            result = run(mini_batch, MiniBatchContext(values, mb_spec))
+        else:
+            result = run(mini_batch)
+        rows, note = result_rows(result, n_items)
+        payload = format_rows(rows) if append_rows else b""
+    except BaseException as error:  # noqa: BLE001 - a failed try, reported to the runner
+        traceback.print_exc()
+        n_items = n_items if n_items is not None else _records_in(mb_spec)
+        return Failed(mb_id, n_items, *_error_text(error, log_name), began, time.time())
+    return Done(mb_id, n_items, min(len(rows), n_items), payload, began, time.time(), note)
 
 
 def _records_in(spec: dict) -> int | None:

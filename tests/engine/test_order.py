@@ -11,10 +11,24 @@ import pytest
 from conftest import assert_guarantee, file_dataset, output_rows, submit_step
 
 from jupyter_parallelrun import ActivityFailedException, Dataset, ParallelRunConfig
-from jupyter_parallelrun.engine import commit
+from jupyter_parallelrun.engine import scheduler_steps
 from jupyter_parallelrun.engine.commit import StepCommitter
 from jupyter_parallelrun.engine.logs import StepLogs
+from jupyter_parallelrun.engine.messages import Done, Ready
+from jupyter_parallelrun.engine.mini_batch import MiniBatch
 from jupyter_parallelrun.engine.output import AppendRowWriter
+from jupyter_parallelrun.engine.scheduler_events import (
+    InputFormed,
+    Received,
+    RecordResult,
+    RunStarted,
+    WorkerConnected,
+)
+from jupyter_parallelrun.engine.scheduler_state import (
+    SchedulerSettings,
+    SchedulerState,
+    worker_names,
+)
 from jupyter_parallelrun.progress import progress_line, run_state
 from jupyter_parallelrun.store import RunStore
 
@@ -209,44 +223,54 @@ def test_a_watched_ordered_run_shows_what_waits_for_earlier_mini_batches(
 
 
 def test_held_rows_hold_back_new_mini_batches_and_go_out_in_order(tmp_path, monkeypatch):
+    # The scheduler's state holds what finishes early and hands it to the committer in order.
+    monkeypatch.setattr(scheduler_steps, "HELD_MINI_BATCHES", 1)
     store = RunStore(tmp_path / "runs.db")
     store.create_run(id="step", experiment="e", kind="step", status="Running")
     writer = AppendRowWriter(tmp_path / "out.txt")
-    committer = StepCommitter(
-        store, "step", writer, StepLogs(tmp_path / "logs"), lambda: ([], None), None, {0, 1}
+    settings = SchedulerSettings(
+        "step", worker_names(1, 2), preserve_order=True, committed=frozenset({0, 1})
     )
-    monkeypatch.setattr(commit, "HELD_MINI_BATCHES", 1)
+    state = SchedulerState(settings)
+    committer = StepCommitter(
+        store, "step", writer, StepLogs(tmp_path / "logs"), lambda: ([], None, len(state.held))
+    )
 
-    def finish(mb_id: int) -> None:
-        record = {
-            "run_id": "step",
-            "mb_id": mb_id,
-            "spec": {"paths": [f"item_{mb_id}"]},
-            "n_items": 1,
-            "status": "done",
-            "tries": 1,
-            "worker": "process000",
-            "started": 0.0,
-            "ended": 0.0,
-            "succeeded": 1,
-            "failed": 0,
-            "error": None,
-            "output_end": None,
-        }
-        committer.add_result(record, f"row {mb_id}\n".encode())
+    def handle(*events) -> None:
+        for instruction in state.handle(*events):
+            if isinstance(instruction, RecordResult):
+                committer.add_result(instruction.record, instruction.payload)
+        state.validate_state()
 
-    finish(3)
-    assert not committer.holding_back
-    finish(4)
-    assert committer.holding_back
+    def ready(name: str) -> None:
+        handle(WorkerConnected(0, name, 0, 1), Received(0, name, 0, Ready(0.1)))
+
+    def form(mb_id: int) -> None:
+        handle(InputFormed(0, MiniBatch(mb_id, {"paths": [f"item_{mb_id}"]}, 1), 30))
+
+    def finish(name: str, mb_id: int) -> None:
+        handle(Received(1, name, 0, Done(mb_id, 1, 1, f"row {mb_id}\n".encode(), 0, 1, None)))
+
+    handle(RunStarted(0))
+    ready("process000")
+    form(2)
+    form(3)  # both on process000
+    ready("process001")
+    form(4)
+    form(5)  # both on process001
+    finish("process001", 4)
+    assert not state.holding_back and state.wants_input()
+    finish("process001", 5)
+    assert state.holding_back and not state.wants_input()
     committer.commit(force=True)
     assert (tmp_path / "out.txt").read_text() == "" and store.mini_batches("step") == []
-    finish(2)  # 0 and 1 were committed by an earlier runner
-    assert not committer.holding_back
+    finish("process000", 2)  # 0 and 1 were committed by an earlier runner
+    finish("process000", 3)
+    assert not state.holding_back and state.mini_batches == dict.fromkeys(range(2, 6), "finished")
     committer.commit(force=True)
     writer.close()
-    assert (tmp_path / "out.txt").read_text() == "row 2\nrow 3\nrow 4\n"
-    assert [mb["mb_id"] for mb in store.mini_batches("step")] == [2, 3, 4]
+    assert (tmp_path / "out.txt").read_text() == "row 2\nrow 3\nrow 4\nrow 5\n"
+    assert [mb["mb_id"] for mb in store.mini_batches("step")] == [2, 3, 4, 5]
 
 
 def test_preserve_order_is_checked_when_the_config_is_made():
