@@ -156,6 +156,10 @@ class SchedulerState(SchedulerSteps):
             self._dispatch(now, out)
         elif kind is InitFailed:
             self._init_failed(worker, message, now, out)
+        elif kind is Bye and self.outcome is None:
+            # Only a worker told to stop says bye: one that ends on its own cannot be trusted
+            # with the mini-batches sent to it.
+            self._lose(worker, "the worker process said bye before it was told to stop", True, out)
         elif kind is Bye:
             worker.state = "stopped"
 
@@ -268,6 +272,12 @@ class SchedulerState(SchedulerSteps):
     def _stopped(self, event: WorkersStopped, out: list) -> None:
         for name, code in event.exit_codes.items():
             worker = self.workers[name]
+            # What a canceled or failed run had sent stays to do: a resume runs it.
+            for flight in worker.queue:
+                self.mini_batches[flight.mini_batch.id] = "waiting"
+            self.waiting.extendleft(reversed(worker.queue))
+            worker.queue.clear()
+            worker.queued_bytes = 0
             # After "bye" the worker ran shutdown() and flushed its log; it was then killed
             # in its interpreter's teardown, which is no failure.
             worker.exit_code = 0 if worker.state == "stopped" else code
