@@ -330,7 +330,9 @@ class SchedulerState(SchedulerSteps):
     def story(self, key: int | str) -> list[tuple]:
         """What happened to mini-batch ``key`` (an id) or worker ``key`` (a name), oldest
         first, as ``(time, what, worker or mini-batch, tries)`` tuples."""
-        return [entry[1:] for entry in self._story if entry[0] == key]
+        if isinstance(key, str):
+            return [(t, what, mb, tries) for mb, w, t, what, tries in self._story if w == key]
+        return [(t, what, w, tries) for mb, w, t, what, tries in self._story if mb == key]
 
     # -- the invariants -------------------------------------------------------------------
 

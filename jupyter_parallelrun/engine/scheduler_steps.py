@@ -157,9 +157,8 @@ class SchedulerSteps:
         self._story: deque[tuple] = deque(maxlen=STORY_LENGTH)
 
     def _note(self, now: float, mb_id: int, what: str, worker: str | None, tries: int) -> None:
-        self._story.append((mb_id, now, what, worker, tries))
-        if worker is not None:
-            self._story.append((worker, now, what, mb_id, tries))
+        # One entry serves the stories of both the mini-batch and the worker (see story()).
+        self._story.append((mb_id, worker, now, what, tries))
 
     # -- helpers of the handlers --------------------------------------------------------------
 
@@ -167,7 +166,7 @@ class SchedulerSteps:
         """The worker an event is about, or None when it comes from a replaced process."""
         worker = self.workers[event.worker]
         if event.incarnation != worker.restarts:
-            self._story.append((worker.name, event.time, "stale", type(event).__name__, None))
+            self._story.append((type(event).__name__, worker.name, event.time, "stale", None))
             return None
         return worker
 
