@@ -102,7 +102,6 @@ class Scheduler:
     ) -> None:
         self.state, self.processes, self.committer = state, processes, committer
         self.source, self.logs, self.cancel_requested = mini_batches, logs, cancel_requested
-        self.counters = committer.counters
         self.finish: Finish | None = None
         self._wire: dict[int, bytes] = {}
         self._arriving: tuple[Connection, int] | None = None

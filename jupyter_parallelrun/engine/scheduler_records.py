@@ -122,7 +122,7 @@ class WorkerRecord:
             "node_id": self.node_id,
             "pid": self.pid,
             "host": self.host,
-            "state": "busy" if self.state == "ending" else self.state,
+            "state": self.ending_from if self.state == "ending" else self.state,
             "current_mb": self.queue[0].mini_batch.id if self.queue else None,
             "done": self.done,
             "failed": self.failed,
