@@ -304,11 +304,13 @@ class SchedulerState(SchedulerSteps):
         for worker in self.workers.values():
             if worker.state in WATCHED:
                 self._watch(worker, now, out)
-        reason = self._stop_reason(now)
-        if reason is not None:
-            self._finish("Failed", reason)
-        elif self.finished:
+        # A run whose work is all done completes, whatever limit its clock passed meanwhile
+        # (an input found empty only after first_task_creation_timeout: everything committed
+        # before a resume); the error budget is judged again over what committed, by the runner.
+        if self.finished:
             self._finish("Completed", "")
+        elif (reason := self._stop_reason(now)) is not None:
+            self._finish("Failed", reason)
         out.append(self.outcome or Commit())
 
     # -- questions the loop asks ------------------------------------------------------------

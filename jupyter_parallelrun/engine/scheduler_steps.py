@@ -306,8 +306,9 @@ class SchedulerSteps:
             reason = f"TimeoutError: run() of mini-batch {mb.id} exceeded {self.timeout_text}"
             self._lose(worker, reason, True, out)
             return
-        silent = now - (worker.heartbeat or worker.started)
-        limit = self.heartbeat_timeout if worker.heartbeat else self.connect_limit
+        beat = worker.heartbeat
+        silent = now - (worker.started if beat is None else beat)
+        limit = self.connect_limit if beat is None else self.heartbeat_timeout
         if not worker.queue and worker.exit_seen is None and silent > limit:
             # Outside run() the worker's heartbeat thread beats every few seconds; silence
             # means a frozen process (stopped, deadlocked, swapped out, cut off).
