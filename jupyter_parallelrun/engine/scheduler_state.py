@@ -272,12 +272,6 @@ class SchedulerState(SchedulerSteps):
     def _stopped(self, event: WorkersStopped, out: list) -> None:
         for name, code in event.exit_codes.items():
             worker = self.workers[name]
-            # What a canceled or failed run had sent stays to do: a resume runs it.
-            for flight in worker.queue:
-                self.mini_batches[flight.mini_batch.id] = "waiting"
-            self.waiting.extendleft(reversed(worker.queue))
-            worker.queue.clear()
-            worker.queued_bytes = 0
             # After "bye" the worker ran shutdown() and flushed its log; it was then killed
             # in its interpreter's teardown, which is no failure.
             worker.exit_code = 0 if worker.state == "stopped" else code
@@ -304,12 +298,13 @@ class SchedulerState(SchedulerSteps):
         for worker in self.workers.values():
             if worker.state in WATCHED:
                 self._watch(worker, now, out)
-        # A run whose work is all done completes, whatever limit its clock passed meanwhile
-        # (an input found empty only after first_task_creation_timeout: everything committed
-        # before a resume); the error budget is judged again over what committed, by the runner.
-        if self.finished:
+        # A run whose work is all done completes, within its error budget, whatever limit its
+        # clock passed meanwhile (an input found empty only after first_task_creation_timeout:
+        # everything committed before a resume).
+        reason = self._over_budget()
+        if reason is None and self.finished:
             self._finish("Completed", "")
-        elif (reason := self._stop_reason(now)) is not None:
+        elif (reason := reason or self._stop_reason(now)) is not None:
             self._finish("Failed", reason)
         out.append(self.outcome or Commit())
 
@@ -354,7 +349,9 @@ class SchedulerState(SchedulerSteps):
                 f"{worker.name}'s queued bytes do not add up",
             )
             _check(
-                (worker.state == "busy") == bool(worker.queue) or worker.state == "ending",
+                # Ending and stopped workers keep what was sent to them and never answered.
+                (worker.state == "busy") == bool(worker.queue)
+                or worker.state in ("ending", "stopped"),
                 f"{worker.name} is {worker.state} with {len(worker.queue)} mini-batches queued",
             )
             for flight in worker.queue:

@@ -300,6 +300,11 @@ class SchedulerSteps:
             out.append(RecordResult(*result))
             self._next_id += 1
 
+    def _over_budget(self) -> str | None:
+        """Why the error budget is exceeded, if it is."""
+        c = self.counters
+        return self.settings.budget.exceeded(c["items_failed"], c["mb_failed"], self.mb_total)
+
     def _watch(self, worker: WorkerRecord, now: float, out: list) -> None:
         if worker.queue and now - worker.head_started > self.timeout:
             mb = worker.queue[0].mini_batch
@@ -320,14 +325,11 @@ class SchedulerSteps:
             self._lose(worker, reason, True, out)
 
     def _stop_reason(self, now: float) -> str | None:
-        """Why the run must stop now, if it must."""
+        """Why the run must stop now, if it must, once its work is not all done."""
         if all(w.state == "failed" for w in self.workers.values()):
             causes = sorted({w.error for w in self.workers.values() if w.error})
             return "no worker process could start: " + "; ".join(causes)
-        c, s = self.counters, self.settings
-        reason = s.budget.exceeded(c["items_failed"], c["mb_failed"], self.mb_total)
-        if reason:
-            return reason
+        s = self.settings
         busy = any(w.queue for w in self.workers.values())
         if (
             s.progress_update_timeout

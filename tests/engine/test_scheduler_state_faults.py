@@ -6,8 +6,6 @@ that failed, and a worker gone silent. The harness (:class:`Run`) is ``test_sche
 
 from __future__ import annotations
 
-import pytest
-
 from jupyter_parallelrun.engine.messages import Beat, InitFailed, Ready
 from jupyter_parallelrun.engine.scheduler_events import (
     CloseConnection,
@@ -212,12 +210,6 @@ def test_a_worker_whose_exit_was_seen_is_not_killed_for_silence_too():
     assert of(EndProcess, run.at(20).tick()) == []
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="open, for lane fsm: a heartbeat at time 0.0 reads as none yet "
-    "(`worker.heartbeat or ...`), so the worker gets the connect grace; only a clock that "
-    "starts at 0 sees it",
-)
 def test_a_heartbeat_at_time_zero_counts():
     run = Run(heartbeat_timeout=10)
     run.t = lambda seconds: seconds  # this run's clock starts at 0

@@ -26,7 +26,6 @@ from jupyter_parallelrun.engine.scheduler_events import (
     StartWorker,
     WorkersStopped,
 )
-from jupyter_parallelrun.engine.scheduler_state import InvalidState
 
 from .test_scheduler_state import W0, W1, Run, of, ready_run
 
@@ -172,11 +171,6 @@ def test_the_first_outcome_decided_stays():
     assert run(LeaseLost(run.now, "taken")) == [Finish("Canceled", "canceled", ())]
 
 
-@pytest.mark.xfail(
-    raises=InvalidState,
-    reason="fixed on branch fsm, not yet on main: WorkersStopped marks a worker stopped with "
-    "the tries it ran still queued",
-)
 def test_the_workers_stopped_after_a_cancel_leave_a_valid_state():
     run = ready_run(0, 1, 2, workers=2)
     run(CancelRequested(run.now))
@@ -227,11 +221,6 @@ def test_first_task_creation_timeout_fails_a_run_whose_workers_never_get_work():
     assert finish.reason.startswith("first_task_creation_timeout=20s: no worker finished init()")
 
 
-@pytest.mark.xfail(
-    raises=InvalidState,
-    reason="fixed on branch fsm, not yet on main: a Bye before any Stop strands the worker's "
-    "queue (as a Done for a mini-batch it was not running loses the worker, so should this)",
-)
 def test_a_worker_saying_bye_unasked_does_not_strand_its_mini_batches():
     run = ready_run(0, 1)
     run.says(W0, Bye())
@@ -337,12 +326,6 @@ def test_the_story_of_a_mini_batch_tells_its_tries_and_outcome(ordered):
     assert [entry[1] for entry in run.state.story(W0)] == ["sent", "to retry", "sent", "done"]
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="open, for lane fsm: the time limits are judged before the end, so an input found "
-    "empty only after first_task_creation_timeout (a resumed run with everything committed) "
-    "fails the run; today's loop completes it",
-)
 def test_an_input_found_empty_late_completes_the_run():
     run = Run(first_task_creation_timeout=20)
     run.start()
