@@ -69,7 +69,7 @@ ROUND_SECONDS = 0.05
 #: Seconds between looks at the store for a cancel request.
 CANCEL_CHECK_SECONDS = 0.5
 
-__all__ = ["PREFETCH", "Scheduler"]
+__all__ = ["PREFETCH", "Scheduler", "step_scheduler"]
 
 
 class Scheduler:
