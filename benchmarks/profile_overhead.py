@@ -96,6 +96,7 @@ def _profiled_worker(address, authkey, name, node_id, spec, folder: str) -> None
     both are written as one profile before the worker's last message (the runner kills a
     worker soon after that message)."""
     from jupyter_parallelrun.engine import fetch, worker
+    from jupyter_parallelrun.engine.messages import Bye
 
     profile = cProfile.Profile(time.thread_time)
     inbox_profile = cProfile.Profile(time.thread_time)
@@ -111,7 +112,7 @@ def _profiled_worker(address, authkey, name, node_id, spec, folder: str) -> None
             inbox_done.set()
 
     def send_then_save(channel, message):
-        if message[0] == "bye":
+        if isinstance(message, Bye):
             profile.disable()
             inbox_done.wait(30)
             stats = pstats.Stats(profile)

@@ -13,6 +13,7 @@ worker → runner: :class:`Ready`, :class:`InitFailed`, :class:`Done`, :class:`F
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from .error_text import printable
@@ -22,7 +23,7 @@ class GarbledMessage(Exception):
     """A worker sent bytes that are not one of its messages (user code wrote on the pipe)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ready:
     """``init()`` returned: the worker takes mini-batches now."""
 
@@ -30,7 +31,7 @@ class Ready:
     init_seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InitFailed:
     """Loading the entry script or its ``init()`` raised; the process ends."""
 
@@ -39,7 +40,7 @@ class InitFailed:
     traceback: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done:
     """``run()`` returned for a mini-batch: its formatted rows and counts.
 
@@ -56,7 +57,7 @@ class Done:
     note: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """Loading a mini-batch or its ``run()`` raised: one failed try.
 
@@ -72,7 +73,7 @@ class Failed:
     ended: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Beat:
     """The worker is alive; with a resource sample (both None between samples)."""
 
@@ -81,14 +82,14 @@ class Beat:
     cpu: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bye:
     """``shutdown()`` ran after :class:`Stop`; the process ends now."""
 
     KIND: ClassVar[str] = "bye"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunMiniBatch:
     """Run this mini-batch (its spec as ``partition.py`` made it)."""
 
@@ -97,7 +98,7 @@ class RunMiniBatch:
     spec: dict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stop:
     """No more mini-batches: run ``shutdown()``, say :class:`Bye` and end."""
 
@@ -114,9 +115,20 @@ _NAMES = {cls: tuple(field.name for field in fields(cls)) for cls in _KINDS.valu
 _FIELDS = {kind: len(_NAMES[cls]) for kind, cls in _KINDS.items()}
 
 
+def _getter(names: tuple[str, ...]):
+    """A function from a message to the tuple of its fields (attrgetter of one name would
+    return the bare value)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    return lambda message: tuple(getattr(message, name) for name in names)
+
+
+_GET = {cls: _getter(names) for cls, names in _NAMES.items()}
+
+
 def encode(message: WorkerMessage | RunnerMessage) -> tuple:
     """The tuple that carries ``message`` on a connection."""
-    return (message.KIND, *(getattr(message, name) for name in _NAMES[type(message)]))
+    return (message.KIND, *_GET[type(message)](message))
 
 
 def decode(raw: Any, allowed: tuple[type, ...] = (Ready, InitFailed, Done, Failed, Beat, Bye)):

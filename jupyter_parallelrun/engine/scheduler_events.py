@@ -19,14 +19,14 @@ from .mini_batch import MiniBatch
 # -- events -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunStarted:
     """The step run begins: every worker process is to be started."""
 
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputFormed:
     """The next mini-batch of the input (ids ascending), ``size`` bytes on the wire."""
 
@@ -35,14 +35,14 @@ class InputFormed:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputExhausted:
     """The input has no more mini-batches."""
 
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MiniBatchesCounted:
     """The counting thread's total of mini-batches (for allowed_failed_percent)."""
 
@@ -50,7 +50,7 @@ class MiniBatchesCounted:
     total: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkerStarted:
     """The backend started the process asked for by :class:`StartWorker`."""
 
@@ -61,7 +61,7 @@ class WorkerStarted:
     host: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkerConnected:
     """A process of this worker said hello on the listener."""
 
@@ -71,7 +71,7 @@ class WorkerConnected:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
     """A worker process sent a message."""
 
@@ -81,7 +81,7 @@ class Received:
     message: WorkerMessage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnectionLost:
     """The connection closed (``garbled`` False: the process ended) or carried junk
     (``garbled`` True: the process lives on and must be killed). Whatever the process sent
@@ -94,7 +94,7 @@ class ConnectionLost:
     garbled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProcessExited:
     """The process has an exit code; ``unread``: messages of it still wait to be read."""
 
@@ -104,7 +104,7 @@ class ProcessExited:
     unread: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkerEnded:
     """A process :class:`EndProcess` asked to end has ended (``killed``: by the runner)."""
 
@@ -117,7 +117,7 @@ class WorkerEnded:
     host_lost: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkersStopped:
     """After :class:`Finish`: every process ended; each worker's exit code (None: unknown)."""
 
@@ -125,14 +125,14 @@ class WorkersStopped:
     exit_codes: Mapping[str, int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelRequested:
     """``cancel()`` was asked for."""
 
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseLost:
     """Another runner owns the run now: nothing more may be written or started."""
 
@@ -140,7 +140,7 @@ class LeaseLost:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutputUnwritable:
     """The append_row file refused the rows of a commit."""
 
@@ -148,7 +148,7 @@ class OutputUnwritable:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tick:
     """Time passed: check the limits (timeouts, heartbeats, budget, the end of the run)."""
 
@@ -176,7 +176,7 @@ Event = (
 # -- instructions -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartWorker:
     """Start a process for ``worker``; answer with :class:`WorkerStarted`."""
 
@@ -184,21 +184,21 @@ class StartWorker:
     incarnation: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AcceptConnection:
     """Keep the connection of :class:`WorkerConnected` as the worker's."""
 
     worker: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DropConnection:
     """Close the connection of :class:`WorkerConnected`: its process was replaced."""
 
     worker: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Send ``mini_batch`` to the worker, unless that incarnation is no longer connected. A
     send that finds the connection broken is answered with :class:`ConnectionLost`."""
@@ -208,14 +208,14 @@ class Send:
     mini_batch: MiniBatch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseConnection:
     """Close the worker's connection (after its init() failed): the process ends itself."""
 
     worker: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndProcess:
     """Kill the worker's process (``kill``), or wait for it to end; answer with
     :class:`WorkerEnded`, carrying ``reason``."""
@@ -226,14 +226,14 @@ class EndProcess:
     kill: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordError:
     """A row of the ``errors`` table, to commit."""
 
     row: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordResult:
     """A mini-batch finished for good (in input order with preserve_order): its row of the
     ``mini_batches`` table and its formatted output rows, to commit."""
@@ -242,26 +242,26 @@ class RecordResult:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CountRetry:
     """A failed try will be tried again (counted when its error commits)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     """Commit what was recorded (the committer groups commits; ``force``: now)."""
 
     force: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Log:
     """A line for the runner log."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogResources:
     """A resource sample of a worker, for its log of resources."""
 
@@ -275,7 +275,7 @@ class LogResources:
 Outcome = Literal["Completed", "Failed", "Canceled", "LeaseLost"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     """The run stops: commit what is left, stop the workers (``polite`` ones get a stop and run
     ``shutdown()``, the rest are killed), answer with :class:`WorkersStopped`, and end as

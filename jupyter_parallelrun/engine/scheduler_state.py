@@ -312,13 +312,14 @@ class SchedulerState(SchedulerSteps):
     def wants_input(self) -> bool:
         """Whether the next mini-batch of the input should be formed now: a worker has room
         and nothing waits to be sent (the first one is formed at once, while workers start)."""
-        if self.exhausted or self.outcome is not None or self.holding_back:
+        if self.waiting or self.exhausted or self.outcome is not None or self.holding_back:
             return False
         if not self.mini_batches:
             return True
-        return not self.waiting and any(
-            w.state in READY and self._has_room(w) for w in self.workers.values()
-        )
+        for worker in self.workers.values():  # a loop, not any(): this runs per mini-batch
+            if worker.state in READY and self._has_room(worker):
+                return True
+        return False
 
     def rows(self) -> list[dict]:
         """The ``workers`` table's rows for this step run."""

@@ -210,7 +210,7 @@ class SchedulerSteps:
         return queued < max(PREFETCH, min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds)))
 
     def _dispatch(self, now: float, out: list) -> None:
-        if self.outcome is not None:
+        if not self.waiting or self.outcome is not None:
             return
         for worker in self.workers.values():
             while self.waiting and worker.state in READY and self._has_room(worker):
