@@ -41,7 +41,7 @@ STEPS = (0.2, 1.0, 1.0, 5.0, 11.0, 21.0, 31.0)
 #: What a process may do next (a result most often).
 RESULTS = ("ok", "ok", "ok", "part", "note", "raise")
 WORK = (*RESULTS, "beat", "init fails", "hello only")
-#: When the run starts (a clock's zero is no time a run sees: see the time-zero xfail).
+#: When the run starts (as a wall clock reads).
 T0 = 1_000_000.0
 #: A late ProcessExited comes past the exit grace, so that only its incarnation keeps it out.
 EXIT_LATE = 1.0
