@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:  # a full run leaves gigabytes of outputs, stores and logs
         for folder in (DATA / "work").glob(f"*-{os.getpid()}"):
             shutil.rmtree(folder, ignore_errors=True)
-    text = render(results, quick=args.quick)
     out = DATA / "RESULTS.quick.md" if args.quick else HERE / "RESULTS.md"
+    # The saved results are this checkout's (git-ignored): the file keeps what they lack.
+    text = render(results, quick=args.quick, previous=out.read_text() if out.exists() else "")
     out.write_text(text)
     print()
     print(text)

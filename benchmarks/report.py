@@ -48,10 +48,32 @@ FINDINGS = """
 """
 
 
-def render(results: dict[str, Any], quick: bool) -> str:
+def _earlier(previous: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The target rows and the section lines of each workload in an earlier RESULTS.md."""
+    rows: dict[str, list[str]] = {}
+    blocks: dict[str, list[str]] = {}
+    heading, current = "", None
+    for line in previous.splitlines():
+        if line.startswith("## "):
+            heading = line[3:].split(" ", 1)[0]
+            current = blocks.setdefault(heading, []) if heading in ORDER else None
+        cells = line.split("|")
+        if heading == "Targets" and len(cells) > 2 and cells[1].strip() in ORDER:
+            rows.setdefault(cells[1].strip(), []).append(line)
+        if current is not None:
+            current.append(line)
+    for lines in blocks.values():
+        while lines and not lines[-1]:
+            lines.pop()
+    return rows, blocks
+
+
+def render(results: dict[str, Any], quick: bool, previous: str = "") -> str:
+    """RESULTS.md for ``results``; the workloads they lack keep their rows and sections from
+    ``previous`` (the file as it was), so that a run with ``--only`` replaces only its own."""
     info, found = results["machine"], results["versions"]
     sections = results.get("sections", {})
-    names = [name for name in ORDER if name in sections]
+    earlier_rows, earlier_blocks = _earlier(previous)
     lines = [
         "# Benchmark results" + (" (quick sizes)" if quick else ""),
         "",
@@ -71,13 +93,20 @@ def render(results: dict[str, Any], quick: bool) -> str:
         "| workload | target | measured | met | gap and cause |",
         "|---|---|---|:---:|---|",
     ]
-    for name in names:
+    for name in ORDER:
+        if name not in sections:
+            lines += earlier_rows.get(name, [])
+            continue
         for target in sections[name]["targets"]:
             lines.append(
                 f"| {target['workload']} | {target['text']} | {target['measured']} | "
                 f"{'yes' if target['met'] else '**no**'} | {target['gap']} |"
             )
-    for name in names:
+    for name in ORDER:
+        if name not in sections:
+            if name in earlier_blocks:
+                lines += ["", *earlier_blocks[name]]
+            continue
         section = sections[name]
         lines += [
             "",

@@ -72,3 +72,26 @@ def test_benchmark_p_names_functions_that_exist(monkeypatch):
     )
     with pytest.raises(LookupError, match="partition:load_mini_batch"):
         p.profiled_functions([("moved", "jupyter_parallelrun.engine.partition:load_mini_batch")])
+
+
+def test_a_run_with_only_keeps_the_other_workloads_of_results_md(monkeypatch):
+    """The harness's saved results are the checkout's own (git-ignored): ``--only P`` in a
+    fresh clone knows P alone, and RESULTS.md keeps the other workloads' rows and sections."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import report
+
+    previous = (BENCHMARKS / "RESULTS.md").read_text()
+    target = {"workload": "P", "text": "a target", "measured": "new", "met": True, "gap": ""}
+    results = {
+        "machine": {"cpu": "cpu", "cores": 2, "memory": "1 GiB", "system": "os", "date": "now"},
+        "versions": {},
+        "sections": {"P": {"title": "P again", "lines": ["new figures"], "targets": [target]}},
+    }
+    text = report.render(results, quick=False, previous=previous)
+    for heading in ("## W1 images", "## W2 scheduler overhead", "## W6 blob input"):
+        assert heading in previous and heading in text
+    kept = [line for line in previous.splitlines() if line.startswith("| W2 |")]
+    assert kept and all(line in text for line in kept)
+    assert "## P again" in text and "new figures" in text
+    assert "## P profile of the per-mini-batch overhead" not in text
+    assert text.count("## Findings") == 1
