@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .environment_check import check_environment
 from .settings import check_int
+from .workspace import register_collection
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -367,3 +368,9 @@ def check_node_count(compute_spec: dict[str, Any], node_count: int) -> None:
             f"node_count={node_count} exceeds max_nodes={max_nodes} of compute target "
             f"{compute_spec.get('name')!r}"
         )
+
+
+register_collection(
+    "compute_targets",
+    lambda ws: {name: ComputeTarget(ws, name) for name, _, _ in ws.store.entries("compute")},
+)

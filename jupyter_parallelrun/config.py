@@ -14,7 +14,7 @@ from typing import Any
 
 from .compute import ComputeTarget, check_node_count
 from .environment import Environment
-from .pipeline import PipelineParameter
+from .pipeline_inputs import PipelineParameter
 from .settings import (
     DEFAULT_ERROR_THRESHOLD,
     DEFAULT_FIRST_TASK_CREATION_TIMEOUT,

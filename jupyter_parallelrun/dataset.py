@@ -17,6 +17,7 @@ from .abstract_dataset import AbstractDataset
 from .dataset_factory import FileDatasetFactory, TabularDatasetFactory
 from .partitioned_copy import partition_by
 from .pipeline_inputs import DatasetConsumptionConfig
+from .workspace import register_collection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -224,3 +225,9 @@ class TabularDataset(Dataset):
 
 Dataset.File = FileDatasetFactory(FileDataset)
 Dataset.Tabular = TabularDatasetFactory(TabularDataset)
+
+
+register_collection(
+    "datasets",
+    lambda ws: {name: Dataset.get_by_name(ws, name) for name, _, _ in ws.store.entries("dataset")},
+)

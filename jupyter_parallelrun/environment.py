@@ -36,6 +36,7 @@ from .environment_sections import (
     section_from_spec,
     to_plain,
 )
+from .workspace import register_collection
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -317,3 +318,9 @@ class Environment:
 
     def __repr__(self) -> str:
         return f"Environment(name={self.name!r}, version={self.version!r})"
+
+
+register_collection(
+    "environments",
+    lambda ws: {name: Environment.get(ws, name) for name, _, _ in ws.store.entries("environment")},
+)

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .workspace import Workspace
+from .workspace import Workspace, register_collection
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
@@ -269,3 +269,9 @@ def _not_found(workspace: Workspace, name: str, version: Any, tags: Any) -> str:
         f"no {wanted} in workspace {workspace.name!r}; registered models: "
         f"{', '.join(names) or '(none)'}"
     )
+
+
+register_collection(
+    "models",
+    lambda ws: {name: Model(ws, name) for name, _, _ in ws.store.entries("model")},
+)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .config import ParallelRunConfig
 from .pipeline_inputs import (
     SCALARS,
     DatasetConsumptionConfig,
@@ -22,9 +23,6 @@ from .pipeline_inputs import (
     require_type,
 )
 from .workspace import Workspace
-
-if TYPE_CHECKING:
-    from .config import ParallelRunConfig
 
 _STEP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -82,8 +80,6 @@ class ParallelRunStep:
         arguments: list[Any] | None = None,
         allow_reuse: bool = True,
     ) -> None:
-        from .config import ParallelRunConfig
-
         require_type(name, str, "name", "a string")
         if not (3 <= len(name) <= 32 and _STEP_NAME.match(name)):
             raise ValueError(

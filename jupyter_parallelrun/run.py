@@ -23,7 +23,7 @@ from .port_data import PortDataReference
 from .progress import RunWatcher, run_state, summary_text
 from .run_details import run_details, run_html
 from .store import FINAL_STATUSES
-from .workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace
+from .workspace import RUN_ID_ENV, WORKSPACE_ENV, Workspace, register_collection
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -386,3 +386,13 @@ class StepRun(Run):
 
     def get_output(self) -> PortDataReference:
         return self.get_output_data(self._record["spec"]["output"]["name"])
+
+
+def _experiments(ws: Workspace) -> dict[str, Experiment]:
+    """``ws.experiments``: those that have runs, and those made without any yet."""
+    names = {r["experiment"] for r in ws.store.list_runs(top_level=True)}
+    names.update(name for name, _, _ in ws.store.entries("experiment"))
+    return {name: Experiment(ws, name) for name in sorted(names)}
+
+
+register_collection("experiments", _experiments)

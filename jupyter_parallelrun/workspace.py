@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,9 @@ from .store import RunStore
 
 if TYPE_CHECKING:
     from .compute import ComputeTarget
+    from .dataset import Dataset
     from .datastore import Datastore
+    from .environment import Environment
     from .model import Model
     from .run import Experiment
 
@@ -29,6 +32,16 @@ DEFAULT_DATASTORE = "workspaceblobstore"
 WORKSPACE_ENV = "PARALLELRUN_WORKSPACE"
 #: Set in worker processes to their step run's id, for ``Run.get_context()``.
 RUN_ID_ENV = "PARALLELRUN_RUN_ID"
+
+#: What each of a workspace's collections (``ws.models``, ``ws.experiments``, ...) lists, given
+#: by the module that defines the kind. Every kind is made in a workspace, so the workspace
+#: imports none of them: the kinds build on it, never the other way round.
+_COLLECTIONS: dict[str, Callable[[Workspace], dict[str, Any]]] = {}
+
+
+def register_collection(name: str, listing: Callable[[Workspace], dict[str, Any]]) -> None:
+    """Make ``listing(ws)`` what ``ws.<name>`` returns; each kind's module calls it once."""
+    _COLLECTIONS[name] = listing
 
 
 def _private_folder(folder: Path) -> None:
@@ -194,40 +207,24 @@ class Workspace:
         return {name: Datastore.get(self, name) for name, _, _ in self.store.entries("datastore")}
 
     @property
-    def datasets(self) -> dict[str, Any]:
-        from .dataset import Dataset
-
-        return {
-            name: Dataset.get_by_name(self, name) for name, _, _ in self.store.entries("dataset")
-        }
+    def datasets(self) -> dict[str, Dataset]:
+        return _COLLECTIONS["datasets"](self)
 
     @property
     def models(self) -> dict[str, Model]:
-        from .model import Model
-
-        return {name: Model(self, name) for name, _, _ in self.store.entries("model")}
+        return _COLLECTIONS["models"](self)
 
     @property
     def compute_targets(self) -> dict[str, ComputeTarget]:
-        from .compute import ComputeTarget
-
-        return {name: ComputeTarget(self, name) for name, _, _ in self.store.entries("compute")}
+        return _COLLECTIONS["compute_targets"](self)
 
     @property
-    def environments(self) -> dict[str, Any]:
-        from .environment import Environment
-
-        return {
-            name: Environment.get(self, name) for name, _, _ in self.store.entries("environment")
-        }
+    def environments(self) -> dict[str, Environment]:
+        return _COLLECTIONS["environments"](self)
 
     @property
     def experiments(self) -> dict[str, Experiment]:
-        from .run import Experiment
-
-        names = {r["experiment"] for r in self.store.list_runs(top_level=True)}
-        names.update(name for name, _, _ in self.store.entries("experiment"))
-        return {name: Experiment(self, name) for name in sorted(names)}
+        return _COLLECTIONS["experiments"](self)
 
     def get_details(self) -> dict[str, Any]:
         return {
