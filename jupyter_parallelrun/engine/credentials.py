@@ -36,7 +36,10 @@ def step_credentials(dataset: Any) -> dict[str, Any]:
 def without_credentials(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` naming its datastores' roots in place of their storage options, and without
     their secret fields. A spec stored before credentials left the specs comes out as one
-    made now (resume compares them)."""
+    made now (resume compares them). A spec with none of those fields is returned as it is
+    (the local files of every mini-batch of a big step: no copy per mini-batch)."""
+    if "storage" not in spec and "options" not in spec and "datastores" not in spec:
+        return spec
     clean = dict(spec)
     if isinstance(spec.get("storage"), dict):
         clean["storage"] = sorted(spec["storage"])

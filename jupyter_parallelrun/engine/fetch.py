@@ -21,6 +21,7 @@ import shutil
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 from .credentials import with_credentials
@@ -29,6 +30,16 @@ from .credentials import with_credentials
 FETCH_AHEAD = 2
 #: The Azure SDK's logger of every HTTP request and response, headers and all, at INFO.
 SDK_REQUEST_LOG = "azure.core.pipeline.policies.http_logging_policy"
+#: An inbox entry's second item for a message with no files to download.
+_NOTHING = object()
+
+
+def _downloads(message: tuple) -> bool:
+    """Whether ``message`` is a mini-batch of blob files, which are downloaded before run()."""
+    if message[0] != "mb":
+        return False
+    spec = message[2]
+    return spec.get("kind") == "files" and bool(spec.get("storage"))
 
 
 class Fetched:
@@ -79,6 +90,7 @@ class Inbox:
         self._ready = threading.Condition()
         self._pool: ThreadPoolExecutor | None = None
         self._count = 0
+        self._downloading = False  # whether any message so far had files to download
         threading.Thread(target=self._read, name="inbox", daemon=True).start()
 
     def _read(self) -> None:
@@ -89,9 +101,15 @@ class Inbox:
                 message = ("__failed__", error)
             if message[0] == "mb" and self.credentials:
                 message = (*message[:2], with_credentials(message[2], self.credentials))
+            # A message with no files to download is an entry with nothing to start; a step
+            # with none (local files, tables) skips the look-ahead altogether, per message.
+            entry = [message, _NOTHING]
+            if _downloads(message):
+                entry[1], self._downloading = None, True
             with self._ready:
-                self._queued.append([message, None])
-                self._start_ahead()
+                self._queued.append(entry)
+                if self._downloading:
+                    self._start_ahead()
                 self._ready.notify()
             if message[0] in ("stop", "__failed__"):
                 return  # the runner sends nothing after stop
@@ -102,25 +120,23 @@ class Inbox:
             while not self._queued:
                 self._ready.wait()
             entry = self._queued.popleft()
-            self._start(entry)
-            self._start_ahead()
+            if self._downloading:
+                self._start(entry)
+                self._start_ahead()
         if entry[0][0] == "__failed__":
             raise entry[0][1]
-        return entry[0], entry[1]
+        return entry[0], (None if entry[1] is _NOTHING else entry[1])
 
     def _start_ahead(self) -> None:
-        for entry in list(self._queued)[:FETCH_AHEAD]:
+        for entry in islice(self._queued, FETCH_AHEAD):
             self._start(entry)
 
     def _start(self, entry: list) -> None:
-        message = entry[0]
-        if entry[1] is not None or message[0] != "mb":
-            return
-        spec = message[2]
-        if spec.get("kind") != "files" or not spec.get("storage"):
+        if entry[1] is not None:  # started already, or nothing to download
             return
         from .blob_get import fetch_files
 
+        message, spec = entry[0], entry[0][2]
         if self._pool is None:
             # One thread: mini-batches download in the order run() needs them; each download
             # is itself concurrent (a mini-batch's files are fetched at once).
@@ -136,7 +152,7 @@ class Inbox:
             queued = list(self._queued)
             self._queued.clear()
         for _, fetched in queued:
-            if fetched is not None:
+            if fetched is not None and fetched is not _NOTHING:
                 fetched.discard()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

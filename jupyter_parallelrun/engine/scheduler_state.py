@@ -104,7 +104,7 @@ class SchedulerState(SchedulerSteps):
         self.mini_batches[mb.id] = "waiting"
         self.tries[mb.id] = 1
         self.waiting.append(Try(mb, 1, event.size))
-        self._note(event.time, mb.id, "formed", None, 1)
+        self._story.append((mb.id, None, event.time, "formed", 1))  # _note's, inline
         self._dispatch(event.time, out)
 
     def _input_exhausted(self, event: InputExhausted, out: list) -> None:

@@ -202,12 +202,13 @@ class SchedulerSteps:
         )
 
     def _has_room(self, worker: WorkerRecord) -> bool:
+        # Called several times per mini-batch: the common answers come first.
         queued = len(worker.queue)
-        if queued >= PREFETCH and worker.queued_bytes >= PREFETCH_BYTES:
+        if queued < PREFETCH:
+            return True
+        if worker.queued_bytes >= PREFETCH_BYTES or worker.mb_seconds is None:
             return False
-        if worker.mb_seconds is None:
-            return queued < PREFETCH
-        return queued < max(PREFETCH, min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds)))
+        return queued < min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds))
 
     def _dispatch(self, now: float, out: list) -> None:
         if not self.waiting or self.outcome is not None:
@@ -223,7 +224,8 @@ class SchedulerSteps:
                 self._dispatched_any = True
                 mb = flight.mini_batch
                 self.mini_batches[mb.id] = "sent"
-                self._note(now, mb.id, "sent", worker.name, flight.tries)
+                # _note's append, inline: this runs per mini-batch sent
+                self._story.append((mb.id, worker.name, now, "sent", flight.tries))
                 out.append(Send(worker.name, worker.restarts, mb))
             if not self.waiting:
                 return
@@ -280,7 +282,7 @@ class SchedulerSteps:
         counters["mb_done" if done else "mb_failed"] += 1
         counters["items_done"] += record["succeeded"]
         counters["items_failed"] += record["failed"]
-        self._note(now, mb_id, record["status"], record["worker"], record["tries"])
+        self._story.append((mb_id, record["worker"], now, record["status"], record["tries"]))
         if not self.settings.preserve_order:
             self.mini_batches[mb_id] = "finished"
             out.append(RecordResult(record, payload))

@@ -42,6 +42,7 @@ from .messages import (
     decode,
     encode,
 )
+from .mini_batch import load_mini_batch, mini_batch_context, mini_batch_dataset
 from .rows import format_rows, result_rows
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -64,8 +65,6 @@ class MiniBatchContext:
     def dataset(self) -> Any:
         """The mini-batch's part of the input as a dataset (its files, or its rows) in a
         ``partition_keys`` job; None otherwise."""
-        from .mini_batch import mini_batch_dataset
-
         return mini_batch_dataset(self._spec) if self._spec is not None else None
 
     def __repr__(self) -> str:
@@ -308,8 +307,6 @@ def _run_mini_batch(
     log_name: str,
 ) -> Done | Failed:
     """One try of a mini-batch: its result, or how it failed."""
-    from .mini_batch import load_mini_batch, mini_batch_context
-
     mb_id, mb_spec = message.mb_id, message.spec
     began, n_items = time.time(), None
     try:
