@@ -68,6 +68,8 @@ from .worker_processes import WorkerProcesses, wire
 ROUND_SECONDS = 0.05
 #: Seconds between looks at the store for a cancel request.
 CANCEL_CHECK_SECONDS = 0.5
+#: At most this many of a worker's waiting messages are handed to the state at once.
+DRAIN_BATCH = 64
 
 __all__ = ["PREFETCH", "Scheduler", "step_scheduler"]
 
@@ -186,14 +188,23 @@ class Scheduler:
         conn = self.processes.connection(name, incarnation)
         if conn is None:
             return
+        # The messages waiting are handed to the state together, up to DRAIN_BATCH at a time
+        # (one handle() per batch instead of per message). What the state decides on one of
+        # them is carried out after the rest of the batch was read: once it declared the
+        # worker lost, it ignores what that process said after.
+        events: list = []
         try:
             for message in self.processes.messages(name, conn):
-                self._do(self.state.handle(Received(time.time(), name, incarnation, message)))
+                events.append(Received(time.time(), name, incarnation, message))
+                if len(events) == DRAIN_BATCH:
+                    self._do(self.state.handle(*events))
+                    events = []
         except (EOFError, OSError):
-            self._do(self.state.handle(ConnectionLost(time.time(), name, incarnation, ENDED_TEXT)))
+            events.append(ConnectionLost(time.time(), name, incarnation, ENDED_TEXT))
         except GarbledMessage as error:
-            lost = ConnectionLost(time.time(), name, incarnation, str(error), garbled=True)
-            self._do(self.state.handle(lost))
+            events.append(ConnectionLost(time.time(), name, incarnation, str(error), garbled=True))
+        if events:
+            self._do(self.state.handle(*events))
 
     def _do(self, instructions: list[Instruction]) -> None:
         for instruction in instructions:
