@@ -186,14 +186,12 @@ def build_local(
         warn_each_time(
             f"{label}: {', '.join(f'{k}=True' for k in _KWARGS if kwargs.get(k))} not applied: "
             "build_local builds a virtual environment on this machine, not a Docker image",
-            stacklevel=3,
         )
     pins, skipped, index_url = _pins(env)
     if skipped:
         warn_each_time(
             f"{label}: conda packages not installed by build_local (it installs pip packages "
             f"only): {', '.join(skipped)}",
-            stacklevel=3,
         )
     package = Path(__file__).resolve().parent
     requirements = package_requirements()

@@ -69,16 +69,23 @@ class EnvironmentCheckError(RuntimeError):
     """The workers' Python lacks what an Environment asks for."""
 
 
+#: The package's folder: frames from its files are not the user's.
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 class EnvironmentWarning(UserWarning):
     """An Environment setting the workers do not meet or apply as Azure would (shown at submit)."""
 
 
-def warn_each_time(message: str, stacklevel: int = 2) -> None:
-    """``warnings.warn(message, EnvironmentWarning)`` at the caller's ``stacklevel``, shown at
-    every call: each is about the run just submitted, so Python's default of once per line
-    would hide the warning of a cell run again. The user's filters (``ignore``, ``error``,
-    ``once``) still apply."""
-    frame = sys._getframe(stacklevel)
+def warn_each_time(message: str) -> None:
+    """``warnings.warn(message, EnvironmentWarning)``, shown at every call and pointing at the
+    user's line: the first caller outside this package (``submit()`` in a notebook cell, say),
+    however deep inside the package it is raised. Each is about the run just submitted, so
+    Python's default of once per line would hide the warning of a cell run again. The user's
+    filters (``ignore``, ``error``, ``once``) still apply."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
     warnings.warn_explicit(
         message,
         EnvironmentWarning,
