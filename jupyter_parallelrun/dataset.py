@@ -163,17 +163,17 @@ class TabularDataset(Dataset):
     @property
     def format(self) -> str:
         """``"delimited"``, ``"parquet"`` or ``"json_lines"``."""
-        return self._definition["format"]
+        return self._data.format
 
     @property
     def options(self) -> dict[str, Any]:
         """The read options (separator, header, encoding, ...), as given at creation."""
-        return copy.deepcopy(self._definition["options"])
+        return self._data.options
 
     @property
     def files(self) -> list[str]:
         """The files the table is read from, sorted."""
-        return list(self._source_files())
+        return self._data.files
 
     def read_options(self) -> dict[str, Any]:
         """The options :func:`read_records` needs, including storage and partition format."""
