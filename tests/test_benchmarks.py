@@ -3,6 +3,7 @@ found in the store and the log, and a report rendered from its figures. No timin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,25 @@ def test_a_run_with_only_keeps_the_other_workloads_of_results_md(monkeypatch):
     assert "## P again" in text and "new figures" in text
     assert "## P profile of the per-mini-batch overhead" not in text
     assert text.count("## Findings") == 1
+
+
+def test_the_tabular_limit_pins_its_own_processes_only(tmp_path, monkeypatch):
+    """W3's baseline runs its processes with one math thread each, and leaves the environment
+    of the process that called it as it was: the workloads measured after it must not run
+    pinned (nor lose a pin the user had set)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import limit_tabular_baseline as limit
+
+    table = tmp_path / "table.csv"
+    features = ",".join(limit.FEATURES)
+    rows = "".join(f"{i}," + ",".join(["0.5"] * len(limit.FEATURES)) + "\n" for i in range(50))
+    table.write_text(f"id,{features}\n{rows}")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+
+    result = limit.run_limit_tabular(str(table), 2, size=256)
+
+    assert "OMP_NUM_THREADS" not in os.environ and "MKL_NUM_THREADS" not in os.environ
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+    assert result["rows"] == 50 and result["ranges"] > 2 and result["pinned"]
