@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .command_line import CONFIG_FLAGS, UsageError, parse, step_name
+from .command_line import CONFIG_FLAGS, UsageError, environment_variables, parse, step_name
 from .follow import follow
 from .progress import summary_text
 from .settings import PARSERS, from_text
@@ -70,6 +70,9 @@ def config_options(args: argparse.Namespace) -> dict[str, Any]:
             options[name] = from_text(name, value) if name in PARSERS else value
     if args.partition_keys:
         options["partition_keys"] = [k.strip() for k in args.partition_keys.split(",")]
+    if args.environment_variables:  # over a resubmitted run's own: each NAME given replaces
+        given = environment_variables(args.environment_variables)
+        options["environment_variables"] = {**options.get("environment_variables", {}), **given}
     return options
 
 
@@ -187,6 +190,7 @@ def resubmit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -
         name=args.name or step["name"],
         no_reuse=args.no_reuse,
         partition_keys=args.partition_keys,
+        environment_variables=args.environment_variables,
     )
     for _, dest, _, _ in CONFIG_FLAGS:
         setattr(rebuilt, dest, getattr(args, dest))

@@ -176,6 +176,19 @@ def _add_submit_options(
         + (kept or " (default: none)"),
     )
     parser.add_argument(
+        "--env",
+        dest="environment_variables",
+        metavar="NAME=VALUE",
+        action="append",
+        default=None,
+        help="an environment variable for every worker process, repeatable"
+        + (
+            " (default: the earlier run's; a NAME given here replaces its value there)"
+            if overrides
+            else " (default: none)"
+        ),
+    )
+    parser.add_argument(
         "--arg",
         dest="arguments",
         action="append",
@@ -307,6 +320,25 @@ def step_name(text: str) -> str:
     words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     words = re.sub(r"^[^a-z]+", "", words)[:32].rstrip("-")
     return words.ljust(3, "x") if words else "step"
+
+
+def environment_variables(words: list[str], flag: str = "--env") -> dict[str, str]:
+    """The variables that ``--env NAME=VALUE`` words give (a later NAME wins), for
+    ParallelRunConfig's ``environment_variables``, whose parser checks them further.
+
+    >>> environment_variables(["MODE=fast", "QUERY=a=b", "MODE=slow"])
+    {'MODE': 'slow', 'QUERY': 'a=b'}
+    """
+    variables = {}
+    for word in words:
+        name, equals, value = word.partition("=")
+        if not (name and equals):
+            raise ValueError(
+                f"{flag} must be NAME=VALUE, with a NAME that is not empty (VALUE may be); "
+                f"got {word!r}"
+            )
+        variables[name] = value
+    return variables
 
 
 def parse(

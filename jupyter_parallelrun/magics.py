@@ -21,7 +21,7 @@ Usage::
                  [--run-max-try N] [--logging-level LEVEL] [--heartbeat-timeout S]
                  [--progress-update-timeout S] [--first-task-creation-timeout S]
                  [--task-overhead-timeout S] [--resource-monitor-interval S] [--compute NAME]
-                 [--partition-keys A,B] [--preserve-order]
+                 [--partition-keys A,B] [--preserve-order] [--env NAME=VALUE ...]
                  [--side-input INPUT] [--arg VALUE ...] [--source-directory DIR]
                  [--experiment NAME] [--name STEP] [--wait] [--no-reuse]
     %parallelrun runs [--experiment NAME] [--limit N]

@@ -83,11 +83,6 @@ def check_number(name: str, value: Any, minimum: float, *, inclusive: bool) -> f
     return value
 
 
-def check_optional(check: Callable[..., Any], name: str, value: Any, *args: Any, **kw: Any) -> Any:
-    """``check(name, value, ...)``, letting None through."""
-    return None if value is None else check(name, value, *args, **kw)
-
-
 def check_choice(name: str, value: Any, choices: tuple[str, ...], *, upper: bool) -> str:
     """``value`` as one of ``choices``, compared without regard to case."""
     allowed = ", ".join(map(repr, choices))
@@ -163,14 +158,19 @@ def check_str_list(name: str, value: Any) -> list[str]:
     return list(value)
 
 
-def check_str_dict(name: str, value: Any) -> dict[str, str]:
-    """``value`` as a dict of strings to strings."""
-    rule = f"{name} must be a dict of strings to strings"
+def check_variables(name: str, value: Any) -> dict[str, str]:
+    """``value`` as environment variables: a dict of strings to strings that a process's
+    environment can hold (a name not empty, no '=' in a name, no NUL anywhere), so a name the
+    worker's start would refuse is refused before any worker starts."""
+    rule = f"{name} must be a dict of strings to strings (a name not empty, without '='; no NUL)"
     if not isinstance(value, Mapping):
         raise TypeError(f"{rule}; got {value!r}")
     wrong = {k: v for k, v in value.items() if not (isinstance(k, str) and isinstance(v, str))}
     if wrong:
         raise TypeError(f"{rule}; got {wrong!r}")
+    wrong = {k: v for k, v in value.items() if not k or "=" in k or "\0" in k + v}
+    if wrong:
+        raise ValueError(f"{rule}; got {wrong!r}")
     return dict(value)
 
 
@@ -248,7 +248,7 @@ def _default_for_none(check: Callable[[str, Any], Any], default: Any) -> Callabl
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable:
-    return lambda name, value: check_optional(check, name, value)
+    return lambda name, value: None if value is None else check(name, value)
 
 
 #: Each setting's parser: ``parser(name, value)`` returns the value to keep, or raises.
@@ -268,7 +268,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "allowed_failed_count": _optional(_int_at_least(-1)),
     "allowed_failed_percent": _optional(check_percent),
     "partition_keys": _optional(check_str_list),
-    "environment_variables": _default_for_none(check_str_dict, {}),
+    "environment_variables": _default_for_none(check_variables, {}),
     "progress_update_timeout": _seconds(0, inclusive=False, optional=True),
     "first_task_creation_timeout": _seconds(0, inclusive=False, optional=True),
     "task_overhead_timeout": _seconds(0, inclusive=False, optional=True),

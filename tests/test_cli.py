@@ -147,7 +147,7 @@ def test_resubmit_keeps_every_setting_the_run_had(ws, write_script, files, monke
         write_script(ECHO_SCRIPT),
         file_dataset(files(3)),
         first_task_creation_timeout=None,  # wait for ever: not the default 600
-        environment_variables={"SCORE_MODE": "fast"},  # no flag gives it
+        environment_variables={"SCORE_MODE": "fast"},  # kept when no --env names it
         heartbeat_timeout=45,
         logging_level="DEBUG",
     )

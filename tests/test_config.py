@@ -111,7 +111,7 @@ def test_good_values(setting, given, kept):
         ("partition_keys", "region", TypeError, "partition_keys must be a list of non-empty strings; got 'region'"),  # noqa: E501
         ("partition_keys", ["region", ""], ValueError, "partition_keys must be a list of non"),
         ("partition_keys", [], ValueError, "partition_keys must be a list of non-empty .*got"),
-        ("environment_variables", {"A": 1}, TypeError, "environment_variables must be a dict of strings to strings; got {'A': 1}"),  # noqa: E501
+        ("environment_variables", {"A": 1}, TypeError, "environment_variables must be a dict of strings to strings (a name not empty, without '='; no NUL); got {'A': 1}"),  # noqa: E501
         ("environment_variables", ["A"], TypeError, "environment_variables must be a dict"),
         ("progress_update_timeout", -1, ValueError, "progress_update_timeout must be a finite number > 0; got -1"),  # noqa: E501
         ("first_task_creation_timeout", 0, ValueError, "first_task_creation_timeout must be a finite number > 0"),  # noqa: E501

@@ -46,6 +46,7 @@ from jupyter_parallelrun.step_plan import make_plan
 FLAGS = {dest: flag for flag, dest, _, _ in CONFIG_FLAGS if dest in PARSERS}
 del FLAGS["preserve_order"]  # a switch, --preserve-order or --no-preserve-order
 FLAGS["partition_keys"] = "--partition-keys"
+FLAGS["environment_variables"] = "--env"  # NAME=VALUE, repeatable
 TYPED = object()  # a row's words are its value's own text
 
 
@@ -105,7 +106,8 @@ ACTIONS = "one of 'append_row', 'summary_only'"
 LEVELS = "one of 'WARNING', 'INFO', 'DEBUG', 'ERROR', 'CRITICAL'"
 FILE_NAME = "a bare file name (no '/', '\\\\' or NUL, not '.' or '..', at most 255 bytes)"
 LONG_NAME = "x" * 251 + ".txt"  # 255 bytes: the longest file name there may be
-KEYS, VARIABLES = "a list of non-empty strings", "a dict of strings to strings"
+KEYS = "a list of non-empty strings"
+VARIABLES = "a dict of strings to strings (a name not empty, without '='; no NUL)"
 
 # fmt: off
 ROWS = [
@@ -176,9 +178,16 @@ ROWS = [
     bad("partition_keys", ["region", ""], ValueError, KEYS, tabular=True, text="region,"),
     bad("partition_keys", [], ValueError, KEYS, tabular=True),
     bad("partition_keys", "region", TypeError, KEYS, tabular=True, text=None),
-    good("environment_variables", {"A": "1"}),
+    good("environment_variables", {"A": "1"}, text="A=1"),
+    good("environment_variables", {"QUERY": "a=b"}, text="QUERY=a=b"),
+    good("environment_variables", {"EMPTY": ""}, text="EMPTY="),
+    good("environment_variables", None, {}),
     bad("environment_variables", {"A": 1}, TypeError, VARIABLES),
     bad("environment_variables", ["A"], TypeError, VARIABLES),
+    # A worker's start would refuse these names: refused before any worker starts.
+    bad("environment_variables", {"": "x"}, ValueError, VARIABLES),
+    bad("environment_variables", {"A=B": "x"}, ValueError, VARIABLES),
+    bad("environment_variables", {"A": "x\0y"}, ValueError, VARIABLES),
     good("progress_update_timeout", 30),
     good("progress_update_timeout", None),
     bad("progress_update_timeout", -1, ValueError, ABOVE_0),
@@ -299,8 +308,8 @@ def test_the_table_holds_good_and_bad_values_of_every_setting():
     assert {row.setting for row in ROWS if row.error is None} == set(PARSERS)
     assert {row.setting for row in ROWS if row.error is not None} == set(PARSERS)
     assert {row.setting for row in ROWS if row.words()} == {*FLAGS, "preserve_order"}
-    # Every setting is a flag of the command line and the magic but the workers' variables.
-    assert {*FLAGS, "preserve_order"} == set(PARSERS) - {"environment_variables"}
+    # Every setting is a flag of the command line and the magic.
+    assert {*FLAGS, "preserve_order"} == set(PARSERS)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.setting}={r.value!r}"[:60])
@@ -370,8 +379,10 @@ def test_a_submission_stores_what_parallel_run_config_holds(doors, door, monkeyp
 
     monkeypatch.chdir(doors.ws.config_file.parent)
     flags = [w for name, text in TYPED_SETTINGS.items() for w in (FLAGS[name], text)]
+    flags += ["--env", "MODE=fast", "--env", "QUERY=a=b", "--env", "MODE=slow"]  # later wins
     words = [*submit_words(doors, good("preserve_order", True)), *flags, "--wait", "--no-reuse"]
-    assert set(TYPED_SETTINGS) | {"output_action", "partition_keys"} == set(FLAGS)
+    untyped = {"output_action", "partition_keys", "environment_variables"}
+    assert set(TYPED_SETTINGS) | untyped == set(FLAGS)
     if door == "parallelrun submit":
         assert main(words) == 0
         run = Run.get(doors.ws, capsys.readouterr().out.split("submitted run ")[1].split()[0])
@@ -383,8 +394,38 @@ def test_a_submission_stores_what_parallel_run_config_holds(doors, door, monkeyp
     (step,) = run.get_steps()
     stored = step._record["spec"]["config"]
     values = {name: from_text(name, text) for name, text in TYPED_SETTINGS.items()}
+    values["environment_variables"] = {"MODE": "slow", "QUERY": "a=b"}
     row = good("preserve_order", True)
     api = plan_step(doors, api_pipeline(doors, row, preserve_order=True, **values))["config"]
     assert {k: stored[k] for k in PARSERS} == {k: api[k] for k in PARSERS}
     assert Settings.from_mapping(stored) == Settings.from_mapping(api)
     assert Settings.from_mapping(stored).logging_level == "DEBUG"
+    assert stored["environment_variables"] == {"MODE": "slow", "QUERY": "a=b"}
+
+
+#: ``--env`` words that give no variable: only the text doors have them, and both refuse them
+#: naming the flag, the word and what is allowed.
+NOT_VARIABLES = ["NOEQUALS", "=x", "="]
+
+
+@pytest.mark.parametrize("word", NOT_VARIABLES)
+def test_env_words_that_give_no_variable_are_refused_by_both_text_doors(
+    doors, word, monkeypatch, capsys
+):
+    from IPython.core.error import UsageError
+    from IPython.testing.globalipapp import get_ipython
+
+    monkeypatch.chdir(doors.ws.config_file.parent)
+    message = (
+        f"--env must be NAME=VALUE, with a NAME that is not empty (VALUE may be); got {word!r}"
+    )
+    words = [*submit_words(doors, good("error_threshold", 10)), "--env", "A=1", "--env", word]
+    runs = len(doors.ws.store.list_runs(limit=10_000))
+    assert main(words) == 2
+    assert capsys.readouterr().err == f"parallelrun: {message}\n"
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_parallelrun")
+    with pytest.raises(UsageError) as refused:
+        shell.run_line_magic("parallelrun", shlex.join(words))
+    assert str(refused.value) == f"%parallelrun: {message}"
+    assert len(doors.ws.store.list_runs(limit=10_000)) == runs  # no run left behind
