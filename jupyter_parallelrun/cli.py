@@ -168,42 +168,76 @@ def logs_text(ws: Any, run_id: str, process: str | None = None) -> str:
     return "\n".join(parts) or f"run {run_id} has no logs yet"
 
 
-def resubmit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -> Any:
-    """Submit an earlier run's (single) step again, with the given options changed."""
-    from .run import Run
+def _consumed(spec: dict[str, Any], ws: Any, dataset: Any = None) -> Any:
+    """An input of a stored step as the step consumed it: its name, its mode, and its dataset
+    (or ``dataset`` in its place)."""
+    from .dataset import Dataset
+    from .pipeline_inputs import DatasetConsumptionConfig
+
+    if dataset is None:
+        dataset = Dataset.from_spec(spec["dataset"], ws)
+    return DatasetConsumptionConfig(spec["name"], dataset, spec.get("mode", "direct"))
+
+
+def resubmitted_pipeline(
+    args: argparse.Namespace, ws: Any, namespace: dict | None = None
+) -> tuple[Any, Any]:
+    """The Experiment and the one-step Pipeline of an earlier run (``args.run_id``) with what
+    the ``resubmit`` flags change: everything else as that run had it (its snapshot, settings,
+    environment, input's name and mode, side inputs, arguments, output, allow_reuse)."""
+    from .config import ParallelRunConfig
+    from .datastore import Datastore
+    from .environment import Environment
+    from .pipeline import ParallelRunStep, Pipeline, PipelineData
+    from .run import Experiment, Run
+    from .workspace import DEFAULT_DATASTORE
 
     record = ws.store.get_run(Run.get(ws, args.run_id).id)
     if record["kind"] != "pipeline" or len(record["spec"]["steps"]) != 1:
         raise UsageError(f"resubmit {args.run_id}: only runs of one step can be resubmitted")
     step = record["spec"]["steps"][0]
-    config = step["config"]
-    if args.input is None and "dataset" not in step["input"]:
+    config, earlier = step["config"], step["input"]
+    if args.input is None and "dataset" not in earlier:
         raise UsageError(f"resubmit {args.run_id}: give --input (its input came from a step)")
-    rebuilt = argparse.Namespace(
-        script=str(Path(step["snapshot"]) / config["entry_script"]),
-        source_directory=step["snapshot"],
-        input=args.input,
-        tabular=False,
-        side_inputs=[],
-        arguments=args.arguments if args.arguments is not None else step["arguments"],
-        experiment=args.experiment or record["experiment"],
-        name=args.name or step["name"],
-        no_reuse=args.no_reuse,
-        partition_keys=args.partition_keys,
-        environment_variables=args.environment_variables,
-    )
-    for _, dest, _, _ in CONFIG_FLAGS:
-        setattr(rebuilt, dest, getattr(args, dest))
+    # A new input is read as the earlier one was: a table for a table.
+    tabular = (earlier.get("dataset") or {}).get("type") == "tabular"
+    new = None if args.input is None else resolve_input(args.input, ws, tabular, namespace)
     # Every setting the run had, None included (first_task_creation_timeout=None waits for
-    # ever; left out, it would be the default 600), and those no flag gives.
-    rebuilt.inherited = {k: config[k] for k in (*PARSERS, "compute_target") if k in config}
-    if args.input is None:
-        from .dataset import Dataset
+    # ever; left out, it would be the default 600), under what the flags give.
+    args.inherited = {k: config[k] for k in (*PARSERS, "compute_target") if k in config}
+    environment = config.get("environment")
+    cfg = ParallelRunConfig(
+        source_directory=step["snapshot"],
+        entry_script=config["entry_script"],
+        environment=None if environment is None else Environment.from_spec(environment),
+        description=config.get("description"),
+        **config_options(args),
+    )
+    output = step["output"]
+    datastore = output["datastore"]
+    arguments = step["arguments"] if args.arguments is None else args.arguments
+    resubmitted = ParallelRunStep(
+        name=args.name or step["name"],
+        parallel_run_config=cfg,
+        inputs=[_consumed(earlier, ws, new)],
+        output=PipelineData(
+            name=output["name"],
+            datastore=ws.get_default_datastore()
+            if datastore == DEFAULT_DATASTORE
+            else Datastore.get(ws, datastore),
+        ),
+        side_inputs=[_consumed(side, ws) for side in step["side_inputs"]],
+        arguments=[a if isinstance(a, str) else _consumed(a, ws) for a in arguments],
+        allow_reuse=step["allow_reuse"] and not args.no_reuse,
+    )
+    experiment = Experiment(ws, args.experiment or record["experiment"])
+    return experiment, Pipeline(workspace=ws, steps=[resubmitted])
 
-        dataset = Dataset.from_spec(step["input"]["dataset"], ws)
-        namespace = {**(namespace or {}), "__resubmitted_input": dataset}
-        rebuilt.input = "$__resubmitted_input"
-    return submit(rebuilt, ws, namespace)
+
+def resubmit(args: argparse.Namespace, ws: Any, namespace: dict | None = None) -> Any:
+    """Submit an earlier run's (single) step again, with the given options changed."""
+    experiment, pipeline = resubmitted_pipeline(args, ws, namespace)
+    return experiment.submit(pipeline)
 
 
 def execute(

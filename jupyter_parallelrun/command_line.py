@@ -222,7 +222,12 @@ def _add_submit_options(
     parser.add_argument(
         "--no-reuse",
         action="store_true",
-        help="run even if an unchanged earlier run could be reused (default: reuse)",
+        help="run even if an unchanged earlier run could be reused"
+        + (
+            " (default: as the earlier run allowed reuse or not)"
+            if overrides
+            else " (default: reuse)"
+        ),
     )
     if notebook:
         parser.add_argument(
