@@ -228,3 +228,21 @@ def test_resubmit_keeps_the_inputs_name_and_mode_side_inputs_description_and_all
     assert after["side_inputs"] == before["side_inputs"] != []
     assert after["config"]["description"] == "nightly scoring"
     assert after["allow_reuse"] is False
+
+
+def test_an_unchanged_resubmission_reuses_the_earlier_runs_outputs(
+    ws, write_script, files, monkeypatch, capsys
+):
+    """allow_reuse=True, nothing changed: the resubmitted step (which runs the earlier run's
+    snapshot, not its source folder) returns the earlier step run's outputs; a change runs."""
+    monkeypatch.chdir(ws.config_file.parent)
+    script = str(write_script(ENV_SCRIPT) / "score.py")
+    run = submitted([script, "--input", str(files(2)), "--wait"], capsys, ws)
+    (step,) = run.get_steps()
+
+    again, _, _ = resubmitted(run, [], capsys, ws)
+    (reused,) = again.get_steps()
+    assert reused._record["reused_from"] == step.id
+    assert rows(again) == rows(run)
+    changed, _, _ = resubmitted(run, ["--env", "MODE=other"], capsys, ws)
+    assert changed.get_steps()[0]._record["reused_from"] is None

@@ -82,10 +82,15 @@ def local_path(plan: str | InputSpec, steps: dict[str, StepDescription]) -> str:
 
 def step_definition(step: StepDescription) -> str:
     """A digest of what the step runs, apart from its input: settings, arguments, side inputs
-    and the entry script's source snapshot."""
+    and the entry script's source snapshot.
+
+    The workers run the snapshot, so it is the snapshot's files that count, not the folder it
+    was taken from: a resubmitted run's step is taken from the earlier run's snapshot, and
+    unchanged, it is the same step."""
     digest = hashlib.sha256()
     described = step.to_json()
-    settings = {k: v for k, v in described["config"].items() if k != "description"}
+    ignored = ("description", "source_directory")
+    settings = {k: v for k, v in described["config"].items() if k not in ignored}
     digest.update(
         json.dumps(
             [settings, described["arguments"], described["side_inputs"]],
