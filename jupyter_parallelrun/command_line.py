@@ -310,7 +310,11 @@ def build_parser(prog: str = "parallelrun", notebook: bool = False) -> argparse.
         default=None,
         help="one worker process's log, e.g. process000 (default: the summaries)",
     )
-    resubmit = verb("resubmit", "run an earlier run's step again, with options changed")
+    resubmit = verb(
+        "resubmit",
+        "run an earlier run's step again from its snapshot, with options changed; all else "
+        "(settings, environment, input, side inputs, arguments, output) as that run had it",
+    )
     resubmit.add_argument("run_id", help=run_id)
     _add_submit_options(resubmit, overrides=True, notebook=notebook)
     return parser
