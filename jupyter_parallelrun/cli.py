@@ -193,7 +193,12 @@ def resubmitted_pipeline(
     from .workspace import DEFAULT_DATASTORE
 
     record = ws.store.get_run(Run.get(ws, args.run_id).id)
-    if record["kind"] != "pipeline" or len(record["spec"]["steps"]) != 1:
+    if record["kind"] == "step":
+        raise UsageError(
+            f"resubmit {args.run_id}: that is a step run; give its pipeline run's id, "
+            f"{record['parent_id']}"
+        )
+    if len(record["spec"]["steps"]) != 1:
         raise UsageError(f"resubmit {args.run_id}: only runs of one step can be resubmitted")
     step = record["spec"]["steps"][0]
     config, earlier = step["config"], step["input"]

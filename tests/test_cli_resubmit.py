@@ -246,3 +246,16 @@ def test_an_unchanged_resubmission_reuses_the_earlier_runs_outputs(
     assert rows(again) == rows(run)
     changed, _, _ = resubmitted(run, ["--env", "MODE=other"], capsys, ws)
     assert changed.get_steps()[0]._record["reused_from"] is None
+
+
+def test_resubmit_of_a_step_run_names_its_pipeline_run(
+    ws, write_script, files, monkeypatch, capsys
+):
+    monkeypatch.chdir(ws.config_file.parent)
+    script = str(write_script(ENV_SCRIPT) / "score.py")
+    run = submitted([script, "--input", str(files(1)), "--wait"], capsys, ws)
+    (step,) = run.get_steps()
+    assert main(["resubmit", step.id]) == 2
+    assert capsys.readouterr().err == (
+        f"resubmit {step.id}: that is a step run; give its pipeline run's id, {run.id}\n"
+    )
