@@ -34,11 +34,11 @@ ENGINE = f"{PACKAGE}.engine"
 #: or a rename makes :func:`profiled_functions` fail rather than a row read 0.
 RUNNER_PARTS = (
     ("dispatch: next mini-batch from the listing", f"{ENGINE}.step_input:signal_first"),
+    ("dispatch: send the round's mini-batches (one write a worker)", f"{ENGINE}.frames:write"),
     (
-        "dispatch: pickle and send the mini-batch",
-        "multiprocessing.connection:_ConnectionBase.send_bytes",
+        "receive: read (all waiting at once) and unpickle the answers",
+        f"{ENGINE}.worker_processes:WorkerProcesses.messages",
     ),
-    ("receive: read and unpickle the worker's answer", f"{ENGINE}.worker_processes:receive"),
     (
         "bookkeeping of the answer (the state's `_received`)",
         f"{ENGINE}.scheduler_state:SchedulerState._received",
@@ -48,7 +48,10 @@ RUNNER_PARTS = (
     ("commit: mini-batch records into the log", f"{ENGINE}.logs:StepLogs.mini_batches"),
     ("commit: counters and worker state", f"{ENGINE}.commit:StepCommitter.write_state"),
     ("watching workers (the state's `_tick`)", f"{ENGINE}.scheduler_state:SchedulerState._tick"),
-    ("waiting for answers (`connection.wait`)", "multiprocessing.connection:wait"),
+    (
+        "waiting for answers (`poll`)",
+        f"{ENGINE}.worker_processes:WorkerProcesses.readable",
+    ),
 )
 #: The whole scheduler loop, which the parts above are shares of.
 SCHEDULER_LOOP = f"{ENGINE}.scheduler:Scheduler.run"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -106,6 +106,8 @@ class Scheduler:
         self.source, self.logs, self.cancel_requested = mini_batches, logs, cancel_requested
         self.finish: Finish | None = None
         self._wire: dict[int, bytes] = {}
+        #: The mini-batches to send to each (worker, incarnation), written once a round.
+        self._outbox: dict[tuple[str, int], list[bytes]] = {}
         self._arriving: tuple[Connection, int] | None = None
         self._counted: SimpleQueue[int] = SimpleQueue()
         self._last_cancel_check = 0.0
@@ -147,10 +149,7 @@ class Scheduler:
             self._arriving = (conn, incarnation)
             self._do(self.state.handle(WorkerConnected(time.time(), name, incarnation, pid)))
         self._form()
-        conns = [conn for conn, _ in self.processes.conns.values()]
-        if not conns:
-            time.sleep(ROUND_SECONDS)
-        for conn in wait(conns, timeout=ROUND_SECONDS) if conns else ():
+        for conn in self.processes.readable(ROUND_SECONDS):
             owner = self.processes.owner(conn)
             if owner is not None:  # not closed meanwhile by what an earlier one sent
                 self._drain(*owner)
@@ -171,6 +170,7 @@ class Scheduler:
                 events.append(CancelRequested(now))
         events.append(Tick(now))
         self._do(self.state.handle(*events))
+        self._flush()
 
     def _form(self) -> None:
         """Form the mini-batches the state wants now."""
@@ -181,6 +181,7 @@ class Scheduler:
                 return
             data = self._wire[mb.id] = wire(RunMiniBatch(mb.id, mb.spec))
             self._do(self.state.handle(InputFormed(time.time(), mb, len(data))))
+        self._flush()
 
     def _drain(self, name: str, incarnation: int) -> None:
         """Handle every message waiting from the worker; once its connection closed or
@@ -256,19 +257,25 @@ class Scheduler:
             self.finish = self.finish or instruction
 
     def _send(self, send: Send) -> None:
-        conn = self.processes.connection(send.worker, send.incarnation)
-        if conn is None:
-            return  # that process was lost meanwhile: the state sends its mini-batches again
+        # Sent with the rest of the round's mini-batches for that process (see _flush).
         mb = send.mini_batch
         data = self._wire.pop(mb.id, None) or wire(RunMiniBatch(mb.id, mb.spec))
-        try:
-            conn.send_bytes(data)
-        except OSError:
-            # What the process sent before it ended comes first: a mini-batch it finished just
-            # before dying is a result, and the try that failed is the one after it.
-            self._drain(send.worker, send.incarnation)
-            lost = ConnectionLost(time.time(), send.worker, send.incarnation, ENDED_TEXT)
-            self._do(self.state.handle(lost))
+        self._outbox.setdefault((send.worker, send.incarnation), []).append(data)
+
+    def _flush(self) -> None:
+        """Write what waits in the outbox, one write per worker process."""
+        while self._outbox:
+            (name, incarnation), payloads = self._outbox.popitem()
+            try:
+                # Nothing is sent to a process lost meanwhile: the state sends its mini-batches
+                # again, to its replacement.
+                self.processes.send(name, incarnation, payloads)
+            except OSError:
+                # What the process sent before it ended comes first: a mini-batch it finished
+                # just before dying is a result, and the try that failed is the one after it.
+                self._drain(name, incarnation)
+                lost = ConnectionLost(time.time(), name, incarnation, ENDED_TEXT)
+                self._do(self.state.handle(lost))
 
     def _commit(self, force: bool = False) -> None:
         try:
@@ -280,6 +287,7 @@ class Scheduler:
             raise
 
     def _stop(self) -> None:
+        self._outbox.clear()  # nothing is left to run once the run is decided
         polite = self.finish.polite if self.finish is not None else ()
         codes = self.processes.stop_all(polite, self._said_bye)
         self.state.handle(WorkersStopped(time.time(), codes))

@@ -11,40 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import select
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import frames
 from .backends.base import Backend, WorkerHandle
 from .listener import WorkerListener
 from .logs import StepLogs
-from .messages import GarbledMessage, RunnerMessage, Stop, WorkerMessage, decode, encode
+from .messages import GarbledMessage, RunnerMessage, Stop, WorkerMessage, encode
 
 #: Seconds the workers told to stop have, together, to run shutdown() and say bye.
 STOP_SECONDS = 10
-
-
-def receive(conn: Connection) -> WorkerMessage:
-    """The next message on a worker's connection.
-
-    Raises
-    ------
-    EOFError, OSError
-        The connection is closed: the process ended.
-    GarbledMessage
-        What came cannot be unpickled, or is not a message a worker sends.
-    """
-    data = conn.recv_bytes()
-    try:
-        raw = pickle.loads(data)
-    except Exception as error:  # noqa: BLE001 - any junk: UnpicklingError, EOFError, ...
-        raise GarbledMessage(
-            f"the worker process sent {len(data)} bytes that are not a message "
-            f"({type(error).__name__}: {str(error)[:200]}); something in it wrote on the "
-            "runner's connection"
-        ) from None
-    return decode(raw)
 
 
 def wire(message: RunnerMessage) -> bytes:
@@ -84,6 +64,12 @@ class WorkerProcesses:
         #: The connection of each connected worker, with the incarnation that made it.
         self.conns: dict[str, tuple[Connection, int]] = {}
         self._owners: dict[Connection, str] = {}
+        #: What was read from each connection past its last whole message.
+        self._unfinished: dict[Connection, bytes] = {}
+        #: The connections to wait on, by descriptor; one poll object for the whole run
+        #: (``multiprocessing.connection.wait`` builds a selector per call).
+        self._poll = select.poll()
+        self._by_fd: dict[int, Connection] = {}
         self._listener = WorkerListener(
             backend.address_family,
             backend.listen_address,
@@ -119,6 +105,17 @@ class WorkerProcesses:
         self.close(name)
         self.conns[name] = (conn, incarnation)
         self._owners[conn] = name
+        self._unfinished[conn] = b""
+        self._by_fd[conn.fileno()] = conn
+        self._poll.register(conn.fileno(), select.POLLIN)
+
+    def readable(self, timeout: float) -> list[Connection]:
+        """The connections with something to read (a message, or their end), waiting up to
+        ``timeout`` seconds for one."""
+        if not self._by_fd:
+            time.sleep(timeout)
+            return []
+        return [self._by_fd[fd] for fd, _ in self._poll.poll(timeout * 1000)]
 
     def owner(self, conn: Connection) -> tuple[str, int] | None:
         """The worker on the other end of ``conn`` and its incarnation; None once closed."""
@@ -131,17 +128,48 @@ class WorkerProcesses:
         return conn if connected == incarnation else None
 
     def messages(self, name: str, conn: Connection) -> Iterator[WorkerMessage]:
-        """The messages waiting on ``conn``, while it stays the worker's connection.
+        """The messages waiting on ``conn`` (all of them, read at once), while it stays the
+        worker's connection.
 
-        Raises what :func:`receive` raises."""
-        while self.conns.get(name, (None,))[0] is conn and conn.poll():
-            yield receive(conn)
+        Raises
+        ------
+        EOFError, OSError
+            The connection is closed: the process ended.
+        GarbledMessage
+            What came is not a message a worker sends.
+        """
+        unfinished = self._unfinished.get(conn)
+        if unfinished is None or not conn.poll():
+            return
+        whole, self._unfinished[conn] = frames.split(unfinished + frames.read(conn.fileno()))
+        for frame in whole:
+            if self.conns.get(name, (None,))[0] is not conn:
+                return  # closed meanwhile, for what an earlier message said
+            yield frames.load(frame)
+
+    def send(self, name: str, incarnation: int, payloads: list[bytes]) -> bool:
+        """Send the ``payloads`` (see :func:`wire`) to that process of the worker, in one
+        write; False when it is no longer connected.
+
+        Raises
+        ------
+        OSError
+            The connection closed: the process ended.
+        """
+        conn = self.connection(name, incarnation)
+        if conn is None:
+            return False
+        frames.write(conn.fileno(), payloads)
+        return True
 
     def close(self, name: str) -> None:
         """Close the worker's connection, if it has one."""
         conn, _ = self.conns.pop(name, (None, None))
         if conn is not None:
             self._owners.pop(conn, None)
+            self._unfinished.pop(conn, None)
+            if self._by_fd.pop(conn.fileno(), None) is not None:
+                self._poll.unregister(conn.fileno())
             conn.close()
 
     def exit_code(self, name: str) -> int | None:
@@ -198,7 +226,8 @@ class WorkerProcesses:
         conn, incarnation = self.conns[name]
         try:
             while conn.poll(max(0.0, deadline - time.time())):
-                if on_message(name, incarnation, receive(conn)):
-                    return
+                for message in self.messages(name, conn):
+                    if on_message(name, incarnation, message):
+                        return
         except (EOFError, OSError, GarbledMessage):
             pass  # it is killed with the rest
