@@ -108,7 +108,7 @@ def synthetic_run(ws: Any, errors: int, mini_batches: int, workers: int = 8) -> 
         for w in range(workers)
     ]
     with store.transaction() as db:
-        store.upsert_mini_batches(db, mb)
+        store.upsert_mini_batches(db, mb, [json.dumps(r["spec"]) for r in mb])
         store.add_errors(db, failed)
         store.upsert_workers(db, processes)
     return run_id
@@ -118,27 +118,25 @@ def _more(ws: Any, mini_batches: int, first: int, error: bool) -> None:
     """What a live run adds between two polls: ``mini_batches`` records, maybe an error."""
     now = time.time()
     with ws.store.transaction() as db:
-        ws.store.upsert_mini_batches(
-            db,
-            [
-                {
-                    "run_id": "big_step",
-                    "mb_id": first + i,
-                    "spec": {"kind": "files", "paths": [f"/data/{first + i}.txt"]},
-                    "n_items": 10,
-                    "status": "done",
-                    "tries": 1,
-                    "worker": f"process{i % 8:03d}",
-                    "started": now - 0.02,
-                    "ended": now,
-                    "succeeded": 10,
-                    "failed": 0,
-                    "error": None,
-                    "output_end": first + i,
-                }
-                for i in range(mini_batches)
-            ],
-        )
+        records = [
+            {
+                "run_id": "big_step",
+                "mb_id": first + i,
+                "spec": {"kind": "files", "paths": [f"/data/{first + i}.txt"]},
+                "n_items": 10,
+                "status": "done",
+                "tries": 1,
+                "worker": f"process{i % 8:03d}",
+                "started": now - 0.02,
+                "ended": now,
+                "succeeded": 10,
+                "failed": 0,
+                "error": None,
+                "output_end": first + i,
+            }
+            for i in range(mini_batches)
+        ]
+        ws.store.upsert_mini_batches(db, records, [json.dumps(r["spec"]) for r in records])
         if error:
             ws.store.add_errors(
                 db,

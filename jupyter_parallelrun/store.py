@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import sqlite3
 import threading
 import time
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import store_database
 from .metrics import fold_metrics
 from .store_database import BUSY_SECONDS_ENV, StoreBusy, begin, connect, create_schema, owner_only
 from .store_lease import RunOwner
@@ -37,6 +39,7 @@ __all__ = ["BUSY_SECONDS_ENV", "FINAL_STATUSES", "RunStore", "StoreBusy"]
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
 
 _JSON_COLUMNS = {"spec", "tags"}
+_mb_fields = operator.itemgetter(*store_database.MINI_BATCH_FIELDS)
 
 
 def _encode(column: str, value: Any) -> Any:
@@ -265,14 +268,10 @@ class RunStore:
         rows = self._connect().execute(sql + " ORDER BY mb_id", args)
         return [_decode_mini_batch(r) for r in rows]
 
-    def upsert_mini_batches(self, db: sqlite3.Connection, records: Iterable[dict]) -> None:
-        db.executemany(
-            "INSERT OR REPLACE INTO mini_batches (run_id, mb_id, spec, n_items, status, tries, "
-            "worker, started, ended, succeeded, failed, error, output_end) VALUES "
-            "(:run_id, :mb_id, :spec, :n_items, :status, :tries, :worker, :started, :ended, "
-            ":succeeded, :failed, :error, :output_end)",
-            [{**r, "spec": json.dumps(r["spec"])} for r in records],
-        )
+    def upsert_mini_batches(self, db: sqlite3.Connection, records: list, specs: list) -> None:
+        """Write mini-batch ``records``, each with its spec as JSON (``specs``)."""
+        rows = [(*_mb_fields(r), spec) for r, spec in zip(records, specs, strict=True)]
+        db.executemany(store_database.UPSERT_MINI_BATCH, rows)
 
     def workers(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._connect().execute(

@@ -71,6 +71,17 @@ CREATE TABLE IF NOT EXISTS leases (
 
 #: Columns added to the schema since workspaces were first made: a workspace folder outlives
 #: upgrades of the package (the demo reuses its folder), so older stores gain them when opened.
+#: The columns of a mini-batch's row but its spec, in the order UPSERT_MINI_BATCH takes them,
+#: then the spec (as JSON).
+MINI_BATCH_FIELDS = (
+    *("run_id", "mb_id", "n_items", "status", "tries", "worker", "started", "ended"),
+    *("succeeded", "failed", "error", "output_end"),
+)
+UPSERT_MINI_BATCH = (
+    f"INSERT OR REPLACE INTO mini_batches ({', '.join(MINI_BATCH_FIELDS)}, spec) "
+    f"VALUES ({', '.join('?' * (len(MINI_BATCH_FIELDS) + 1))})"
+)
+
 _ADDED_COLUMNS = (
     ("runs", "definition TEXT"),
     ("workers", "host TEXT"),

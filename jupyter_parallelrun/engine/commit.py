@@ -17,6 +17,7 @@ those that finish early), so the committed mini-batches are always the first one
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,8 @@ from .output import AppendRowWriter
 COMMIT_INTERVAL = 0.1
 #: Seconds between writes of worker state when no mini-batch finished.
 STATE_INTERVAL = 1.0
+
+_encode = json.JSONEncoder().encode
 
 
 class OutputUnwritable(Exception):
@@ -111,6 +114,8 @@ class StepCommitter:
             return
         self._last_commit = now
         records = [record for record, _ in self._results]
+        # Each spec is written twice (the store's row, the log's record), encoded once.
+        specs = list(map(_encode, (record["spec"] for record in records)))
         counters = self._counted(records)
         committed = None if self.writer is None else self.writer.offset
         undo = None if self.writer is None else (lambda: self.writer.truncate(committed))
@@ -118,12 +123,12 @@ class StepCommitter:
             offset = self._append([rows for _, rows in self._results])
             for record in records:
                 record["output_end"] = offset
-            self.store.upsert_mini_batches(db, records)
+            self.store.upsert_mini_batches(db, records, specs)
             self.store.add_errors(db, self._errors)
             workers, mb_total = self._write_state(db, counters)
         self._results, self._errors, self._retries = [], [], 0
         self.counters.update(counters)
-        self.logs.mini_batches(records)
+        self.logs.mini_batches(records, specs)
         self.logs.overview(self.run_id, self.counters, mb_total, workers)
 
     def _counted(self, records: list[dict[str, Any]]) -> dict[str, int]:

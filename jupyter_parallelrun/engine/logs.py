@@ -59,11 +59,18 @@ class StepLogs:
     def runner(self, line: str) -> None:
         self._runner.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
-    def mini_batches(self, records: list[dict[str, Any]]) -> None:
+    def mini_batches(self, records: list[dict[str, Any]], specs: list[str]) -> None:
+        """One line per record; ``specs`` are the records' specs already as JSON."""
         if not records:
             return
         encode = json.JSONEncoder().encode
-        self._mini_batches.write("\n".join(map(encode, records)) + "\n")
+        # Only run_id and mb_id, which hold no quote, come before the spec: the first
+        # '"spec": null' of the line is the spec's place.
+        lines = [
+            encode({**record, "spec": None}).replace('"spec": null', '"spec": ' + spec, 1)
+            for record, spec in zip(records, specs, strict=True)
+        ]
+        self._mini_batches.write("\n".join(lines) + "\n")
         self._mini_batches.flush()
 
     def overview(
