@@ -17,21 +17,18 @@ those that finish early), so the committed mini-batches are always the first one
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..store import RunStore
-from .logs import StepLogs
+from .logs import StepLogs, encode_json
 from .output import AppendRowWriter
 
 #: Seconds between commits while results keep coming; the first result is committed at once.
 COMMIT_INTERVAL = 0.1
 #: Seconds between writes of worker state when no mini-batch finished.
 STATE_INTERVAL = 1.0
-
-_encode = json.JSONEncoder().encode
 
 
 class OutputUnwritable(Exception):
@@ -115,7 +112,7 @@ class StepCommitter:
         self._last_commit = now
         records = [record for record, _ in self._results]
         # Each spec is written twice (the store's row, the log's record), encoded once.
-        specs = list(map(_encode, (record["spec"] for record in records)))
+        specs = [encode_json(record["spec"]) for record in records]
         counters = self._counted(records)
         committed = None if self.writer is None else self.writer.offset
         undo = None if self.writer is None else (lambda: self.writer.truncate(committed))

@@ -92,6 +92,32 @@ def iter_mini_batches(
         yield MiniBatch(mb_id, without_credentials(spec), n_items)
 
 
+def count_mini_batches(
+    dataset: Any,
+    mini_batch_size: Any,
+    *,
+    partition_keys: list[str] | None = None,
+    scratch_dir: str | Path | None = None,
+) -> tuple[int, int | None]:
+    """How many mini-batches :func:`iter_mini_batches` forms with the same arguments, and the
+    items in them (None when some mini-batch's items are not known before it is read).
+
+    Plain file input is counted from its files alone: a mini-batch is ``mini_batch_size`` of
+    them, so the count is arithmetic, and a million files need no million specs.
+    """
+    dataset = InputData.of(dataset)
+    if partition_keys is None and not dataset.tabular:
+        files = sum(1 for _ in dataset.iter_files())
+        return -(-files // mini_batch_size_for(mini_batch_size, False)), files
+    total, items = 0, 0
+    for mb in iter_mini_batches(
+        dataset, mini_batch_size, partition_keys=partition_keys, scratch_dir=scratch_dir
+    ):
+        total += 1
+        items = None if items is None or mb.n_items is None else items + mb.n_items
+    return total, items
+
+
 def _scratch(scratch_dir: str | Path | None, why: str) -> Path:
     if scratch_dir is None:
         raise ValueError(f"scratch_dir must be a folder when the input uses {why}; got None")

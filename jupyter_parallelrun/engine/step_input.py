@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from ..input_data import InputData, storage_options
 from ..step_description import InputSpec, OutputLocation, StepDescription
 from ..storage import filesystem, iter_local_files
+from . import partition
 from .budget import StepFailed
 from .credentials import without_credentials
 from .mini_batch import describe
-from .partition import iter_mini_batches
 
 if TYPE_CHECKING:
     from ..store import RunStore
@@ -168,16 +168,11 @@ def count_mini_batches(
     do not share the interpreter before the first dispatch.
     """
     formed.wait()
-    mb_total = items = 0
-    known_items = True
-    for mb in iter_mini_batches(dataset, size, partition_keys=keys, scratch_dir=scratch):
-        mb_total += 1
-        if mb.n_items is None:
-            known_items = False
-        else:
-            items += mb.n_items
+    mb_total, items = partition.count_mini_batches(
+        dataset, size, partition_keys=keys, scratch_dir=scratch
+    )
     on_counted(mb_total)
-    store.update_run(run_id, mb_total=mb_total, items_total=items if known_items else None)
+    store.update_run(run_id, mb_total=mb_total, items_total=items)
     if unfingerprinted is not None:
         store.update_run(
             run_id, fingerprint=step_fingerprint(unfingerprinted, dataset.fingerprint())

@@ -18,7 +18,7 @@ from jupyter_parallelrun.engine.mini_batch import (
     mini_batch_context,
     mini_batch_dataset,
 )
-from jupyter_parallelrun.engine.partition import iter_mini_batches
+from jupyter_parallelrun.engine.partition import count_mini_batches, iter_mini_batches
 
 
 def csv_file(path: Path, first: int, count: int, header: bool = True) -> Path:
@@ -47,6 +47,28 @@ def test_file_mini_batches(tmp_path):
     assert describe(list(iter_mini_batches(dataset, 5))[0].spec).endswith(", …")
     assert mini_batch_context(batches[0].spec) == {}
     json.dumps([b.spec for b in batches])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, "4"])
+def test_the_count_of_file_mini_batches_is_that_of_the_mini_batches_formed(tmp_path, size):
+    # The counting thread counts plain file input from its files alone; take/skip apply.
+    for i in range(7):
+        (tmp_path / "in" / f"{i % 2}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / f"{i % 2}" / f"{i:02d}.png").write_text(str(i))
+    plain = Dataset.File.from_files(str(tmp_path / "in"))
+    for dataset in (plain, plain.skip(2), plain.take(4), plain.skip(9)):
+        formed = list(iter_mini_batches(dataset, size))
+        counted = (len(formed), sum(mb.n_items for mb in formed))
+        assert count_mini_batches(dataset, size) == counted
+
+
+def test_the_count_of_tabular_and_keyed_mini_batches_is_that_of_those_formed(tmp_path):
+    csv_file(tmp_path / "a.csv", 0, 50)
+    csv_file(tmp_path / "b.csv", 50, 30)
+    table = Dataset.Tabular.from_delimited_files(str(tmp_path / "*.csv"))
+    assert count_mini_batches(table, 300) == (len(list(iter_mini_batches(table, 300))), None)
+    keyed = count_mini_batches(table, 300, partition_keys=["name"], scratch_dir=tmp_path / "s")
+    assert keyed == (80, 80)
 
 
 def test_file_input_partition_keys_must_be_keys_of_its_partition_format(tmp_path):
