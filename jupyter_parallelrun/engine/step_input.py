@@ -23,6 +23,7 @@ from ..storage import filesystem, iter_local_files
 from . import partition
 from .budget import StepFailed
 from .credentials import without_credentials
+from .fingerprint import fingerprint_apart
 from .mini_batch import describe
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def count_mini_batches(
 ):
     """Count the mini-batches and items in the background, for progress and ETA; then, for a
     step whose fingerprint was not needed up front (``unfingerprinted``: its definition),
-    record it for later ones.
+    record it for later ones, taken in a process of its own (see fingerprint.py).
 
     It waits until the scheduler has its first mini-batch, so the two listings of the input
     do not share the interpreter before the first dispatch.
@@ -175,5 +176,6 @@ def count_mini_batches(
     store.update_run(run_id, mb_total=mb_total, items_total=items)
     if unfingerprinted is not None:
         store.update_run(
-            run_id, fingerprint=step_fingerprint(unfingerprinted, dataset.fingerprint())
+            run_id,
+            fingerprint=step_fingerprint(unfingerprinted, fingerprint_apart(InputData.of(dataset))),
         )
