@@ -4,8 +4,9 @@ A step that may not reuse records its input's fingerprint anyway, for later runs
 (see ``step_input.count_mini_batches``). The fingerprint stats every file of the input: for
 100,000 files about two seconds of Python on the runner's counting thread, which held the
 interpreter's lock against the scheduler's thread all that time, and took it from it at every
-release (every row SQLite writes in a commit is one). In a process of its own it runs on a core
-the workers leave free, and the runner's thread only waits for its answer.
+release (every row SQLite writes in a commit is one). In a process of its own, at the lowest
+priority, it runs on what the runner and the workers leave of the machine's cores, and the
+runner's thread only waits for its answer.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def fingerprint_apart(data: InputData) -> str:
 
 def main() -> None:
     """Print the fingerprint of the input whose definition comes on stdin."""
+    # The step's own processes come first: on a machine whose cores they fill, this one
+    # would take a core's share from the scheduler, which every worker waits on.
+    os.nice(19)
     print(InputData(json.loads(sys.stdin.buffer.read())).fingerprint())
 
 
