@@ -209,6 +209,8 @@ def _worker_spec(
         "cache_dir": str(home.run_folder(step.run_id) / "cache"),
         # Once per worker, not in every mini-batch spec (see credentials.py).
         "credentials": step_credentials(dataset),
+        # Only blob files are downloaded, ahead of run(), on a reader thread (see fetch.py).
+        "read_ahead": not dataset.tabular and bool(dataset.storage()),
         "output_action": config.output_action,
         "logging_level": config.logging_level,
         "resource_monitor_interval": config.resource_monitor_interval,

@@ -282,7 +282,10 @@ def _serve(
     append_rows = spec.get("output_action", "append_row") == "append_row"
     cache_dir = spec.get("cache_dir") or os.path.join(tempfile.gettempdir(), "parallelrun-cache")
     inbox = Inbox(
-        channel, os.path.join(cache_dir, f"{name}-{os.getpid()}"), spec.get("credentials")
+        channel,
+        os.path.join(cache_dir, f"{name}-{os.getpid()}"),
+        spec.get("credentials"),
+        read_ahead=spec.get("read_ahead", True),
     )
     while True:
         raw, fetched = inbox.recv()

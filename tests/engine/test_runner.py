@@ -500,3 +500,26 @@ def test_odd_file_names_and_unreadable_files_are_counted_not_fatal(ws, write_scr
     assert assert_guarantee(run, names, row_key=lambda row: row.split("|")[0]).failed == {
         "empty.txt"
     }
+
+
+THREADS = """
+import os
+import threading
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = ",".join(sorted(t.name for t in threading.enumerate()))
+    return [f"{os.path.basename(p)}\\t{names}" for p in mini_batch]
+"""
+
+
+def test_a_worker_over_local_files_reads_its_messages_on_its_own_thread(ws, write_script, files):
+    # The reader thread is for downloading blob files ahead of run() (test_blob.py): over
+    # local files it only took the interpreter's lock from run() at every message.
+    run = submit_step(ws, write_script(THREADS), file_dataset(files(6)), mini_batch_size=1)
+    assert run.wait_for_completion(timeout_seconds=120) == "Completed"
+    rows = output_rows(run)
+    assert len(rows) == 6
+    assert all("MainThread" in row and "inbox" not in row for row in rows), rows
