@@ -12,6 +12,7 @@ run store, where any notebook or terminal can watch it.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -184,6 +185,7 @@ def _schedule(
         daemon=True,
     )
     counting.start()
+    _freeze_heap()
     try:
         scheduler.run()
     finally:
@@ -193,6 +195,16 @@ def _schedule(
         shutil.rmtree(worker_spec["cache_dir"], ignore_errors=True)
     counting.join()  # a finished step shows its totals, even one too quick for the count
     scheduler.check_budget()
+
+
+def _freeze_heap() -> None:
+    """Keep the garbage collector off what the runner holds before scheduling.
+
+    That (modules, joblib's and numpy's among them) lives as long as the runner: frozen, the
+    full collections of a run of many quick mini-batches, each a few short-lived objects, pass
+    it by (at mini_batch_size 1 they took 3% of the runner's time)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _worker_spec(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator
+from itertools import islice
 from multiprocessing.connection import Connection
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -25,7 +26,7 @@ from .budget import Budget, StepCanceled, StepFailed
 from .commit import OutputUnwritable as OutputUnwritableError
 from .commit import StepCommitter
 from .logs import StepLogs
-from .messages import GarbledMessage, RunMiniBatch, WorkerMessage
+from .messages import GarbledMessage, WorkerMessage
 from .mini_batch import MiniBatch
 from .output import AppendRowWriter
 from .scheduler_events import (
@@ -62,7 +63,7 @@ from .scheduler_events import (
 from .scheduler_records import WATCHED
 from .scheduler_state import SchedulerSettings, SchedulerState, worker_names
 from .scheduler_steps import ENDED_TEXT, PREFETCH
-from .worker_processes import WorkerProcesses, wire
+from .worker_processes import WorkerProcesses, wire_mini_batch
 
 #: Seconds the loop waits for a worker's message in one round.
 ROUND_SECONDS = 0.05
@@ -173,14 +174,17 @@ class Scheduler:
         self._flush()
 
     def _form(self) -> None:
-        """Form the mini-batches the state wants now."""
-        while self.state.wants_input():
-            mb = next(self.source, None)
-            if mb is None:
-                self._do(self.state.handle(InputExhausted(time.time())))
-                return
-            data = self._wire[mb.id] = wire(RunMiniBatch(mb.id, mb.spec))
-            self._do(self.state.handle(InputFormed(time.time(), mb, len(data))))
+        """Form the mini-batches the state wants now, and send what it sends of them."""
+        wanted = self.state.input_wanted()
+        while wanted:
+            now, events = time.time(), []
+            for mb in islice(self.source, wanted):
+                data = self._wire[mb.id] = wire_mini_batch(mb.id, mb.spec)
+                events.append(InputFormed(now, mb, len(data)))
+            if len(events) < wanted:
+                events.append(InputExhausted(now))
+            self._do(self.state.handle(*events))
+            wanted = self.state.input_wanted()
         self._flush()
 
     def _drain(self, name: str, incarnation: int) -> None:
@@ -194,9 +198,10 @@ class Scheduler:
         # them is carried out after the rest of the batch was read: once it declared the
         # worker lost, it ignores what that process said after.
         events: list = []
+        now = time.time()  # they are all read at once, now
         try:
             for message in self.processes.messages(name, conn):
-                events.append(Received(time.time(), name, incarnation, message))
+                events.append(Received(now, name, incarnation, message))
                 if len(events) == DRAIN_BATCH:
                     self._do(self.state.handle(*events))
                     events = []
@@ -259,7 +264,7 @@ class Scheduler:
     def _send(self, send: Send) -> None:
         # Sent with the rest of the round's mini-batches for that process (see _flush).
         mb = send.mini_batch
-        data = self._wire.pop(mb.id, None) or wire(RunMiniBatch(mb.id, mb.spec))
+        data = self._wire.pop(mb.id, None) or wire_mini_batch(mb.id, mb.spec)
         self._outbox.setdefault((send.worker, send.incarnation), []).append(data)
 
     def _flush(self) -> None:

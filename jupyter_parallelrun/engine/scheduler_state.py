@@ -54,7 +54,7 @@ from .scheduler_events import (
     WorkersStopped,
     WorkerStarted,
 )
-from .scheduler_records import ENDED, FINISHED, READY, WATCHED, Try, WorkerRecord, how_it_ended
+from .scheduler_records import ENDED, FINISHED, WATCHED, Try, WorkerRecord, how_it_ended
 from .scheduler_steps import (
     ENDED_TEXT,
     EXIT_GRACE,
@@ -312,14 +312,7 @@ class SchedulerState(SchedulerSteps):
     def wants_input(self) -> bool:
         """Whether the next mini-batch of the input should be formed now: a worker has room
         and nothing waits to be sent (the first one is formed at once, while workers start)."""
-        if self.waiting or self.exhausted or self.outcome is not None or self.holding_back:
-            return False
-        if not self.mini_batches:
-            return True
-        for worker in self.workers.values():  # a loop, not any(): this runs per mini-batch
-            if worker.state in READY and self._has_room(worker):
-                return True
-        return False
+        return self.input_wanted() > 0
 
     def rows(self) -> list[dict]:
         """The ``workers`` table's rows for this step run."""

@@ -201,14 +201,31 @@ class SchedulerSteps:
             self.exhausted and not self.waiting and not any(w.queue for w in self.workers.values())
         )
 
+    def input_wanted(self) -> int:
+        """How many mini-batches of the input to form now, 0 when :meth:`wants_input` is
+        false: the room of the workers that take mini-batches (counting mini-batches; past
+        ``PREFETCH`` a worker's room also ends at ``PREFETCH_BYTES``, so some of them may
+        wait to be sent)."""
+        if self.waiting or self.exhausted or self.outcome is not None or self.holding_back:
+            return 0
+        if not self.mini_batches:
+            return 1
+        room = 0
+        for worker in self.workers.values():  # a loop, not sum(): this runs every round
+            if worker.state in READY:
+                room += self._room(worker)
+        return room
+
     def _has_room(self, worker: WorkerRecord) -> bool:
-        # Called several times per mini-batch: the common answers come first.
-        queued = len(worker.queue)
-        if queued < PREFETCH:
-            return True
-        if worker.queued_bytes >= PREFETCH_BYTES or worker.mb_seconds is None:
-            return False
-        return queued < min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds))
+        # Called several times per mini-batch: the common answer comes first.
+        return len(worker.queue) < PREFETCH or self._room(worker) > 0
+
+    def _room(self, worker: WorkerRecord) -> int:
+        """How many more mini-batches may be sent to ``worker`` now."""
+        limit = PREFETCH
+        if worker.queued_bytes < PREFETCH_BYTES and worker.mb_seconds is not None:
+            limit = max(PREFETCH, min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds)))
+        return max(limit - len(worker.queue), 0)
 
     def _dispatch(self, now: float, out: list) -> None:
         if not self.waiting or self.outcome is not None:

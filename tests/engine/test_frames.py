@@ -12,7 +12,8 @@ from multiprocessing.connection import Connection
 import pytest
 
 from jupyter_parallelrun.engine import frames
-from jupyter_parallelrun.engine.messages import Done, GarbledMessage, encode
+from jupyter_parallelrun.engine.messages import Done, GarbledMessage, RunMiniBatch, decode, encode
+from jupyter_parallelrun.engine.worker_processes import wire, wire_mini_batch
 
 
 @pytest.fixture
@@ -73,3 +74,9 @@ def test_a_closed_connection_reads_as_its_end(pair):
     worker.close()
     with pytest.raises(EOFError):
         frames.read(runner.fileno())
+
+
+def test_a_mini_batch_goes_on_the_wire_as_its_message_would():
+    spec = {"kind": "files", "paths": ["caf\u00e9.png"]}
+    assert wire_mini_batch(3, spec) == wire(RunMiniBatch(3, spec))
+    assert decode(pickle.loads(wire_mini_batch(3, spec)), (RunMiniBatch,)) == RunMiniBatch(3, spec)

@@ -49,6 +49,7 @@ from jupyter_parallelrun.engine.scheduler_state import (
     SchedulerState,
     worker_names,
 )
+from jupyter_parallelrun.engine.scheduler_steps import PREFETCH, PREFETCH_BYTES, PREFETCH_MAX
 
 
 def _mb(mb_id: int) -> MiniBatch:
@@ -90,6 +91,27 @@ def test_the_first_mini_batch_is_formed_while_workers_start_and_sent_once_one_is
     assert out[0] == AcceptConnection("process000")
     assert out[-1] == Send("process000", 0, _mb(0))
     assert state.wants_input()  # room for one more ahead
+    state.validate_state()
+
+
+def test_the_input_wanted_is_the_room_the_ready_workers_have():
+    # The loop forms input_wanted() mini-batches at once; each is sent, none waits.
+    state = _state(workers=2)
+    assert state.input_wanted() == 1  # the first, while the workers start
+    state.handle(InputFormed(0.0, _mb(0), 40))
+    assert state.input_wanted() == 0  # it waits for a worker
+    _ready(state, "process000")
+    _ready(state, "process001")
+    assert state.input_wanted() == 2 * PREFETCH - 1  # until a worker's speed is known
+    formed = [InputFormed(1.0, _mb(i), 40) for i in range(1, 2 * PREFETCH)]
+    sends = [o for o in state.handle(*formed) if isinstance(o, Send)]
+    assert len(sends) == 2 * PREFETCH - 1 and not state.waiting and state.input_wanted() == 0
+    # Quick mini-batches: up to PREFETCH_MAX ahead, as long as their bytes stay under the cap.
+    state.handle(Received(1.0, "process000", 0, Done(0, 1, 1, b"", 1.0, 1.0 + 1e-6, None)))
+    assert state.input_wanted() == PREFETCH_MAX - (PREFETCH - 1)
+    formed = [InputFormed(2.0, _mb(i), PREFETCH_BYTES) for i in range(2 * PREFETCH, 50)]
+    state.handle(*formed)
+    assert state.input_wanted() == 0 and state.waiting  # a full pipe: they wait for room
     state.validate_state()
 
 
