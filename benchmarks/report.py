@@ -12,24 +12,36 @@ FINDINGS = """
 
 - **W2, mini-batches per second.** The runner's one scheduling thread is the limit; the workers
   wait for it (section P, part by part). Per mini-batch it takes the next one from the listing,
-  pickles and sends it, receives and unpickles the answer, updates its bookkeeping, and at the
-  next commit writes its row into the store and its record into `logs/mini_batches.jsonl`; the
-  scheduling round's `multiprocessing.connection.wait` builds a new selector every time.
-  Before this harness existed, every scheduling round ended in a commit (an fsync of the
-  output, a SQLite transaction and a rewrite of the progress overview by file replace) and
-  only two mini-batches were in flight per worker: about 2,700 mini-batches/s. Commits are now
-  grouped every 0.1 s (still exactly-once: rows are fsynced before their state commits), the
-  overview is rewritten at most once a second, and quick mini-batches are sent ahead up to
-  about 20 ms of work (at most 64, and at most 64 KB of specs, so that a full pipe can never
-  block the runner's send while the worker blocks on sending its answer).
+  pickles it, sends it, reads and unpickles the answer, updates the scheduler's state, and at
+  the next commit writes its row into the store and its record into
+  `logs/mini_batches.jsonl`. Before this harness existed, every scheduling round ended in a
+  commit (an fsync of the output, a SQLite transaction and a rewrite of the progress overview
+  by file replace) and only two mini-batches were in flight per worker: about 2,700
+  mini-batches/s. Commits are now grouped every 0.1 s (still exactly-once: rows are fsynced
+  before their state commits), the overview is rewritten at most once a second, and quick
+  mini-batches are sent ahead up to about 20 ms of work (at most 64, and at most 64 KB of
+  specs, so that a full pipe can never block the runner's send while the worker blocks on
+  sending its answer). Found with `py-spy` on the runner (`--gil`, samples of the thread that
+  holds the interpreter's lock), 2026-12-02: system calls per message (a poll and two reads to
+  receive, a write to send, a selector built per round) were most of the thread's time, and
+  are now one read for every answer waiting on a connection and one write for every
+  mini-batch a round sends to a worker (`engine/frames.py`); JSON was a fifth (each spec was
+  encoded twice, and `json`'s `encode()` builds a C encoder per call); the background
+  fingerprint of the input (a stat of every file) held the interpreter's lock for about two
+  seconds of a 3.5-second run, and now runs in a child process at the lowest priority; the
+  counting thread formed every mini-batch again only to count them (plain file input is now
+  counted from its files); and in each worker the inbox's reader thread and the main thread
+  took the lock from each other at every message (a worker over local files now reads on its
+  main thread). What is left is Python: the log line's JSON (about a sixth), the state's
+  bookkeeping, the listing, the pickles.
 - **W4, a million input files.** Sorted order (which resume and reuse depend on) means a flat
   folder is read whole before its first name comes out: on this machine about 0.4 s for the
   kernel to return a million names and 0.4 s to sort them. The names are kept packed (sorted
   runs of 65,536 names joined into one string each, merged lazily): about 21 MB for a million,
   where the `DirEntry` objects held before took about 290 MB. The step's listings (the
-  scheduler's, the counting thread's, the fingerprint's) share one reading of each folder;
-  the counting thread starts once the first mini-batch is out; a step that may not reuse
-  records its fingerprint (a stat of every file, about 3 s for a million) in the background;
+  scheduler's and the counting thread's) share one reading of each folder; the counting
+  thread starts once the first mini-batch is out; a step that may not reuse records its
+  fingerprint (a stat of every file, about 3 s for a million) in a child process of its own;
   the workers start while the input is listed. The runner's Python heap then peaks near
   21 MB; the rest of its growth is the C allocator's memory kept by its threads.
 - **W1, the gap to the hand-tuned limit** is fixed start-up and end cost, not scoring (a worker

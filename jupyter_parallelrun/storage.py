@@ -104,10 +104,10 @@ def _walk(
 class Listings:
     """Each local folder's sorted names, read once and shared by every listing given this object.
 
-    The runner lists a step's input up to three times at once (the scheduler's mini-batches,
-    the counting thread, the fingerprint): it gives the step's input one ``Listings``, so a
-    large folder's names are held once, and all of them see the same files. Nothing is shared
-    between listings given none, or different ones.
+    The runner lists a step's input more than once (the fingerprint a reusable step needs
+    first, then the scheduler's mini-batches and the counting thread at once): it gives the
+    step's input one ``Listings``, so a large folder's names are held once, and all of them
+    see the same files. Nothing is shared between listings given none, or different ones.
 
     Examples
     --------
