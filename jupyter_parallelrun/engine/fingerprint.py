@@ -18,6 +18,7 @@ import sys
 
 from ..input_data import InputData
 from . import python_path
+from .parent_death import end_with_parent
 
 #: The end of what a failed fingerprint process wrote that its error carries.
 STDERR_CHARS = 2000
@@ -35,7 +36,7 @@ def fingerprint_apart(data: InputData) -> str:
         The child failed (a file that vanished meanwhile, a blob container gone): its error.
     """
     done = subprocess.run(
-        [sys.executable, "-m", __name__],
+        [sys.executable, "-m", __name__, str(os.getpid())],
         input=json.dumps(data.to_spec()).encode(),
         capture_output=True,
         env={**os.environ, "PYTHONPATH": python_path()},
@@ -49,6 +50,8 @@ def fingerprint_apart(data: InputData) -> str:
 
 def main() -> None:
     """Print the fingerprint of the input whose definition comes on stdin."""
+    # Nothing is left running once the runner is gone (killed, or its machine's session).
+    end_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else None)
     # The step's own processes come first: on a machine whose cores they fill, this one
     # would take a core's share from the scheduler, which every worker waits on.
     os.nice(19)

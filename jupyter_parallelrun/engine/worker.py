@@ -16,7 +16,6 @@ import importlib.util
 import inspect
 import logging
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ from .messages import (
     encode,
 )
 from .mini_batch import load_mini_batch, mini_batch_context, mini_batch_dataset
+from .parent_death import end_with_parent
 from .rows import format_rows, result_rows
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -147,26 +147,6 @@ def _restore_pinned_behaviour() -> None:
         )
 
 
-def _end_with_parent(parent_pid: int | None) -> None:
-    """Have the kernel kill this process the moment its parent, the runner, dies.
-
-    The heartbeat thread ends a worker whose runner is gone, but only while it can run: C code
-    holding the GIL (a long builtin call, a stuck extension) keeps it from ever noticing. Linux's
-    parent-death signal needs no thread. It fires when the thread that started this process
-    ends, which for the runner is its main thread, so only when the runner ends.
-    ``parent_pid`` is given by backends whose workers are the runner's own children (the others
-    get a watchdog, see watchdog.py).
-    """
-    if parent_pid is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the runner died before the signal was set
-        os._exit(1)
-
-
 class _Channel:
     """The connection to the runner, shared by the main loop and the heartbeat thread."""
 
@@ -203,7 +183,7 @@ def _heartbeat(
 
 def worker_main(address: Any, authkey: bytes, name: str, node_id: int, spec: dict) -> None:
     """Run one worker process until the runner says stop (the body of every backend's worker)."""
-    _end_with_parent(spec.get("parent_pid"))
+    end_with_parent(spec.get("parent_pid"))
     channel = _Channel(address, authkey)
     # A worker that is not the runner's child gets no parent-death signal: a watchdog process
     # kills it when the runner's side of the connection closes, even while run() holds the GIL.

@@ -82,7 +82,7 @@ class LocalBackend(Backend):
         self, name: str, node_id: int, address: Any, authkey: bytes, spec: dict
     ) -> WorkerHandle:
         # The workers are this process's children: each has the kernel kill it when the runner
-        # dies, however it is stuck (see worker._end_with_parent).
+        # dies, however it is stuck (see parent_death.end_with_parent).
         spec = {**spec, "parent_pid": os.getpid()}
         # Not realpath: a virtual environment's python links to its base Python, and is not it.
         if self.interpreter_path and os.path.abspath(self.interpreter_path) != os.path.abspath(
