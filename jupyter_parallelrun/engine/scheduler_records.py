@@ -96,6 +96,8 @@ class WorkerRecord:
     connected: bool = False
     heartbeat: float | None = None
     mb_seconds: float | None = None
+    #: Mini-batches its speed lets be queued for it (0 until its speed is known).
+    ahead: int = 0
     queued_bytes: int = 0
     rss: int | None = None
     cpu: float | None = None
@@ -113,6 +115,7 @@ class WorkerRecord:
         self.state, self.started, self.connected = "starting", now, False
         self.exit_code = self.error = self.exit_seen = self.ending_from = None
         self.heartbeat = self.mb_seconds = self.rss = self.cpu = None
+        self.ahead = 0
 
     def row(self, run_id: str) -> dict[str, Any]:
         """This worker's row of the ``workers`` table."""

@@ -58,6 +58,8 @@ from .scheduler_records import ENDED, FINISHED, WATCHED, Try, WorkerRecord, how_
 from .scheduler_steps import (
     ENDED_TEXT,
     EXIT_GRACE,
+    PREFETCH_MAX,
+    QUEUED_SECONDS,
     SchedulerSettings,
     SchedulerSteps,
     worker_names,
@@ -198,6 +200,7 @@ class SchedulerState(SchedulerSteps):
         took = max(message.ended - message.began, 1e-6)
         seconds = worker.mb_seconds
         worker.mb_seconds = took if seconds is None else (0.8 * seconds + 0.2 * took)
+        worker.ahead = min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds))
         record = flight.record(
             self.settings.run_id,
             worker.name,

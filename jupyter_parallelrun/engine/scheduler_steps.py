@@ -218,13 +218,13 @@ class SchedulerSteps:
 
     def _has_room(self, worker: WorkerRecord) -> bool:
         # Called several times per mini-batch: the common answer comes first.
-        return len(worker.queue) < PREFETCH or self._room(worker) > 0
+        queued = len(worker.queue)
+        return queued < PREFETCH or (queued < worker.ahead and worker.queued_bytes < PREFETCH_BYTES)
 
     def _room(self, worker: WorkerRecord) -> int:
-        """How many more mini-batches may be sent to ``worker`` now."""
-        limit = PREFETCH
-        if worker.queued_bytes < PREFETCH_BYTES and worker.mb_seconds is not None:
-            limit = max(PREFETCH, min(PREFETCH_MAX, int(QUEUED_SECONDS / worker.mb_seconds)))
+        """How many more mini-batches may be sent to ``worker`` now (past ``PREFETCH``, as many
+        as its speed lets be queued, while their specs stay under ``PREFETCH_BYTES``)."""
+        limit = max(PREFETCH, worker.ahead) if worker.queued_bytes < PREFETCH_BYTES else PREFETCH
         return max(limit - len(worker.queue), 0)
 
     def _dispatch(self, now: float, out: list) -> None:
