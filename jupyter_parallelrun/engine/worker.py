@@ -43,7 +43,7 @@ from .messages import (
 )
 from .mini_batch import load_mini_batch, mini_batch_context, mini_batch_dataset
 from .parent_death import end_with_parent
-from .rows import format_rows, result_rows
+from .rows import format_rows, result_count, result_rows
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -300,13 +300,17 @@ def _run_mini_batch(
             result = run(mini_batch, MiniBatchContext(values, mb_spec))
         else:
             result = run(mini_batch)
-        rows, note = result_rows(result, n_items)
-        payload = format_rows(rows) if append_rows else b""
+        if append_rows:
+            rows, note = result_rows(result, n_items)
+            n_results, payload = len(rows), format_rows(rows)
+        else:
+            n_results, note = result_count(result, n_items)
+            payload = b""
     except BaseException as error:  # noqa: BLE001 - a failed try, reported to the runner
         traceback.print_exc()
         n_items = n_items if n_items is not None else _records_in(mb_spec)
         return Failed(mb_id, n_items, *_error_text(error, log_name), began, time.time())
-    return Done(mb_id, n_items, min(len(rows), n_items), payload, began, time.time(), note)
+    return Done(mb_id, n_items, min(n_results, n_items), payload, began, time.time(), note)
 
 
 def _records_in(spec: dict) -> int | None:
