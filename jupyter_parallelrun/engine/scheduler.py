@@ -153,7 +153,7 @@ class Scheduler:
         for conn in self.processes.readable(ROUND_SECONDS):
             owner = self.processes.owner(conn)
             if owner is not None:  # not closed meanwhile by what an earlier one sent
-                self._drain(*owner)
+                self._drain(*owner, readable=True)
         now = time.time()
         events: list = []
         for name, worker in self.state.workers.items():
@@ -187,9 +187,9 @@ class Scheduler:
             wanted = self.state.input_wanted()
         self._flush()
 
-    def _drain(self, name: str, incarnation: int) -> None:
-        """Handle every message waiting from the worker; once its connection closed or
-        carried junk, say it was lost."""
+    def _drain(self, name: str, incarnation: int, readable: bool = False) -> None:
+        """Handle every message waiting from the worker (``readable``: a poll just said some
+        are); once its connection closed or carried junk, say it was lost."""
         conn = self.processes.connection(name, incarnation)
         if conn is None:
             return
@@ -200,7 +200,7 @@ class Scheduler:
         events: list = []
         now = time.time()  # they are all read at once, now
         try:
-            for message in self.processes.messages(name, conn):
+            for message in self.processes.messages(name, conn, readable):
                 events.append(Received(now, name, incarnation, message))
                 if len(events) == DRAIN_BATCH:
                     self._do(self.state.handle(*events))

@@ -133,9 +133,12 @@ class WorkerProcesses:
         conn, connected = self.conns.get(name, (None, None))
         return conn if connected == incarnation else None
 
-    def messages(self, name: str, conn: Connection) -> Iterator[WorkerMessage]:
+    def messages(
+        self, name: str, conn: Connection, readable: bool = False
+    ) -> Iterator[WorkerMessage]:
         """The messages waiting on ``conn`` (all of them, read at once), while it stays the
-        worker's connection.
+        worker's connection; ``readable``: :meth:`readable` just said so (``conn.poll()``
+        builds a selector per call).
 
         Raises
         ------
@@ -145,7 +148,7 @@ class WorkerProcesses:
             What came is not a message a worker sends.
         """
         unfinished = self._unfinished.get(conn)
-        if unfinished is None or not conn.poll():
+        if unfinished is None or not (readable or conn.poll()):
             return
         whole, self._unfinished[conn] = frames.split(unfinished + frames.read(conn.fileno()))
         for frame in whole:
@@ -232,7 +235,7 @@ class WorkerProcesses:
         conn, incarnation = self.conns[name]
         try:
             while conn.poll(max(0.0, deadline - time.time())):
-                for message in self.messages(name, conn):
+                for message in self.messages(name, conn, readable=True):
                     if on_message(name, incarnation, message):
                         return
         except (EOFError, OSError, GarbledMessage):
