@@ -58,8 +58,9 @@ SCHEDULER_LOOP = f"{ENGINE}.scheduler:Scheduler.run"
 #: The entry script's ``run()``, loaded from the step's snapshot: (file name, function name).
 ENTRY_RUN = ("echo_files.py", "run")
 RUN_LABEL = "the entry script's `run()`"
-#: (label, function) of the parts reported for each worker (its main thread and the inbox's
-#: thread, which takes the messages out of the pipe); ENTRY_RUN stands for the entry script.
+#: (label, function) of the parts reported for each worker (its main thread, and for blob
+#: input the inbox's thread, which takes the messages out of the pipe); ENTRY_RUN stands for
+#: the entry script.
 WORKER_PARTS = (
     ("receive the mini-batch (read, unpickle)", f"{ENGINE}.worker:_Channel.recv"),
     ("load the mini-batch (`load_mini_batch`)", f"{ENGINE}.mini_batch:load_mini_batch"),
@@ -95,18 +96,19 @@ def profiled_functions(parts) -> dict[str, tuple[str, int, str]]:
 
 
 def _profiled_worker(address, authkey, name, node_id, spec, folder: str) -> None:
-    """``worker_main`` under cProfile, and the inbox's thread under a profiler of its own;
-    both are written as one profile before the worker's last message (the runner kills a
+    """``worker_main`` under cProfile, and the inbox's thread (if it has one) under a profiler of
+    its own; both are written as one profile before the worker's last message (the runner kills a
     worker soon after that message)."""
     from jupyter_parallelrun.engine import fetch, worker
     from jupyter_parallelrun.engine.messages import Bye
 
     profile = cProfile.Profile(time.thread_time)
     inbox_profile = cProfile.Profile(time.thread_time)
-    inbox_done = threading.Event()
+    inbox_started, inbox_done = threading.Event(), threading.Event()
     read, send = fetch.Inbox._read, worker._Channel.send
 
     def profiled_read(inbox):
+        inbox_started.set()
         inbox_profile.enable()
         try:
             read(inbox)
@@ -117,9 +119,11 @@ def _profiled_worker(address, authkey, name, node_id, spec, folder: str) -> None
     def send_then_save(channel, message):
         if isinstance(message, Bye):
             profile.disable()
-            inbox_done.wait(30)
             stats = pstats.Stats(profile)
-            stats.add(inbox_profile)
+            # Only a step that downloads has a reader thread (fetch.Inbox's read_ahead).
+            if inbox_started.is_set():
+                inbox_done.wait(30)
+                stats.add(inbox_profile)
             stats.dump_stats(os.path.join(folder, f"{name}.prof"))
         send(channel, message)
 
