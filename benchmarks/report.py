@@ -53,7 +53,9 @@ FINDINGS = """
   fingerprint no longer delays the workers unless an earlier run of the same definition
   completed (only then can reuse apply). Two TensorFlow imports on two cores vary by up to
   0.5 s from run to run, so W1 keeps the fastest of three runs of each contender, and its
-  ratio to the limit has ranged from 1.06 to 1.18 over the runs made on this machine.
+  ratio to the limit has ranged from 0.98 to 1.18 over the runs made on this machine (three
+  full runs on 2026-12-02: 1.01, 1.13 and 0.98, the 1.13 while the machine ran about 1.3
+  times slower, joblib's W2 baseline taking 18 s instead of 14).
 - **W3, tabular.** A worker reads and parses a 1 MB range exactly as the limit script does
   (about 5 ms each); the difference is start-up and the runner's CPU (cutting the ranges,
   counting them, committing), on a machine whose two cores the workers already fill.
