@@ -69,8 +69,6 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
-#: Columns added to the schema since workspaces were first made: a workspace folder outlives
-#: upgrades of the package (the demo reuses its folder), so older stores gain them when opened.
 #: The columns of a mini-batch's row but its spec, in the order UPSERT_MINI_BATCH takes them,
 #: then the spec (as JSON).
 MINI_BATCH_FIELDS = (
@@ -82,6 +80,8 @@ UPSERT_MINI_BATCH = (
     f"VALUES ({', '.join('?' * (len(MINI_BATCH_FIELDS) + 1))})"
 )
 
+#: Columns added to the schema since workspaces were first made: a workspace folder outlives
+#: upgrades of the package (the demo reuses its folder), so older stores gain them when opened.
 _ADDED_COLUMNS = (
     ("runs", "definition TEXT"),
     ("workers", "host TEXT"),

@@ -89,11 +89,10 @@ class StepLogs:
         """One line per record; ``specs`` are the records' specs already as JSON."""
         if not records:
             return
-        encode = encode_json
         # Only run_id and mb_id, which hold no quote, come before the spec: the first
         # '"spec": null' of the line is the spec's place.
         lines = [
-            encode({**record, "spec": None}).replace('"spec": null', '"spec": ' + spec, 1)
+            encode_json({**record, "spec": None}).replace('"spec": null', '"spec": ' + spec, 1)
             for record, spec in zip(records, specs, strict=True)
         ]
         self._mini_batches.write("\n".join(lines) + "\n")

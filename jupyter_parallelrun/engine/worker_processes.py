@@ -156,9 +156,9 @@ class WorkerProcesses:
                 return  # closed meanwhile, for what an earlier message said
             yield frames.load(frame)
 
-    def send(self, name: str, incarnation: int, payloads: list[bytes]) -> bool:
+    def send(self, name: str, incarnation: int, payloads: list[bytes]) -> None:
         """Send the ``payloads`` (see :func:`wire`) to that process of the worker, in one
-        write; False when it is no longer connected.
+        write; nothing when it is no longer connected.
 
         Raises
         ------
@@ -166,10 +166,8 @@ class WorkerProcesses:
             The connection closed: the process ended.
         """
         conn = self.connection(name, incarnation)
-        if conn is None:
-            return False
-        frames.write(conn.fileno(), payloads)
-        return True
+        if conn is not None:
+            frames.write(conn.fileno(), payloads)
 
     def close(self, name: str) -> None:
         """Close the worker's connection, if it has one."""
